@@ -1,0 +1,51 @@
+"""The task -> lane table and the Celery router that applies it."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .lanes import LANE_NAMES
+
+# Every task the project can send, by name. Celery's own canvas helpers are listed
+# too: a chain or chord step that Celery publishes for us must land on a declared
+# lane like any other message.
+TASK_LANES: dict[str, str] = {
+    "weather.tasks.fetch_weather_for_city": "interactive",
+    "weather.tasks.update_all_weather_data": "bulk",
+    "weather.tasks.refresh_weather_batch": "bulk",
+    "weather.tasks.extract_data": "bulk",
+    "weather.tasks.transform_data": "bulk",
+    "weather.tasks.load_data": "bulk",
+    "weather.tasks.cleanup_old_weather_data": "maintenance",
+    "celery.backend_cleanup": "maintenance",
+    "celery.accumulate": "bulk",
+    "celery.chain": "bulk",
+    "celery.chord": "bulk",
+    "celery.chord_unlock": "bulk",
+    "celery.chunks": "bulk",
+    "celery.group": "bulk",
+    "celery.map": "bulk",
+    "celery.starmap": "bulk",
+}
+
+
+class UnroutedTaskError(LookupError):
+    """A task was sent that the route table does not know: fail loudly, never guess a lane."""
+
+
+def lane_for(task_name: str) -> str:
+    """The lane a task runs on."""
+    try:
+        lane = TASK_LANES[task_name]
+    except KeyError:
+        raise UnroutedTaskError(
+            f"task {task_name!r} has no lane; add it to routing.routes.TASK_LANES"
+        ) from None
+    if lane not in LANE_NAMES:
+        raise UnroutedTaskError(f"task {task_name!r} is routed to undeclared lane {lane!r}")
+    return lane
+
+
+def route_task(name: str, args: Any, kwargs: Any, options: dict, task: Any = None, **kw: Any) -> dict:
+    """Celery router: every message goes to its lane's queue on the task exchange."""
+    return {"queue": lane_for(name)}

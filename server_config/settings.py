@@ -1,0 +1,203 @@
+"""Django settings for F_BRAIN, read from the environment (see .env.example)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+from celery.schedules import crontab
+from django.core.exceptions import ImproperlyConfigured
+
+import routing
+from workers.pools import current_pool
+
+from .env import env_bool, env_float, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+
+# --- Core -------------------------------------------------------------------
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "django-insecure-local-development-only"
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_celery_results",
+    "django_celery_beat",
+    "weather",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "server_config.urls"
+WSGI_APPLICATION = "server_config.wsgi.application"
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+if env_bool("USE_POSTGRES", False):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "NAME": env_str("POSTGRES_DB", "devops_db"),
+            "USER": env_str("POSTGRES_USER", "devops_user"),
+            "PASSWORD": env_str("POSTGRES_PASSWORD", "devops_pass"),
+            "HOST": env_str("POSTGRES_HOST", "localhost"),
+            "PORT": env_str("POSTGRES_PORT", "5432"),
+            # Fail fast when PostgreSQL is away, so tasks retry instead of hanging.
+            "OPTIONS": {"connect_timeout": env_int("POSTGRES_CONNECT_TIMEOUT", 5, minimum=1)},
+            "CONN_HEALTH_CHECKS": True,
+        }
+    }
+else:
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": VAR_DIR / "db.sqlite3",
+            # Web, three pools and beat share one file locally: WAL lets readers and
+            # one writer overlap, and IMMEDIATE transactions wait instead of failing.
+            "OPTIONS": {
+                "timeout": 20,
+                "transaction_mode": "IMMEDIATE",
+                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+            },
+        }
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env_str("TIME_ZONE", "UTC")
+USE_I18N = True
+USE_TZ = True
+STATIC_URL = "static/"
+STATIC_ROOT = VAR_DIR / "static"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "handlers": {"console": {"class": "logging.StreamHandler"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
+
+# --- Weather provider -----------------------------------------------------------
+WEATHER_API_URL = env_str("WEATHER_API_URL", "https://api.open-meteo.com/v1/forecast")
+# Open-Meteo accepts at most 1,000 locations a request; 200 keeps the GET URL near
+# 5 KB (about 23 encoded characters a location), well under common 8 KB limits.
+WEATHER_BATCH_SIZE = env_int("WEATHER_BATCH_SIZE", 200, minimum=1, maximum=1000)
+WEATHER_CONNECT_TIMEOUT = env_float("WEATHER_CONNECT_TIMEOUT", 3.05, minimum=0.1)
+WEATHER_READ_TIMEOUT = env_float("WEATHER_READ_TIMEOUT", 10.0, minimum=0.1)
+WEATHER_RETENTION_DAYS = env_int("WEATHER_RETENTION_DAYS", 30, minimum=1)
+# First retry delay; each further retry doubles it (with jitter), unless the
+# provider says when to come back.
+WEATHER_RETRY_BASE_SECONDS = env_float("WEATHER_RETRY_BASE_SECONDS", 2.0, minimum=0.0)
+
+# --- Celery -------------------------------------------------------------------
+CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("RABBITMQ_URL") or (
+    "amqp://guest:guest@localhost:5672//"
+)
+CELERY_RESULT_BACKEND = "django-db"
+CELERY_RESULT_EXTENDED = True  # keep task name, args and worker with each result
+CELERY_ACCEPT_CONTENT = ["application/json"]
+CELERY_RESULT_ACCEPT_CONTENT = ["application/json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_ENABLE_UTC = True
+CELERY_TASK_TRACK_STARTED = True
+CELERY_RESULT_EXPIRES = timedelta(days=env_int("CELERY_RESULT_EXPIRES_DAYS", 7, minimum=1))
+
+# Topology: derived from `routing`, never repeated here.
+CELERY_TASK_QUEUES = routing.LANE_QUEUES
+CELERY_TASK_ROUTES = (routing.route_task,)
+CELERY_TASK_CREATE_MISSING_QUEUES = False
+# Celery wants a default queue object to exist; the router decides every message's
+# lane (or raises), so this is never used to route anything.
+CELERY_TASK_DEFAULT_QUEUE = "bulk"
+CELERY_TASK_DEFAULT_EXCHANGE = routing.TASK_EXCHANGE.name
+CELERY_TASK_DEFAULT_EXCHANGE_TYPE = routing.TASK_EXCHANGE.type
+CELERY_TASK_DEFAULT_PRIORITY = int(routing.Priority.API)
+
+# Publishing: persistent messages, confirmed by the broker, a bounded retry so a
+# request answers 503 quickly instead of hanging while the broker is away.
+CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.5,
+    "interval_max": 1,
+}
+
+# Worker behaviour: derived from the pool this process runs as (see workers/pools.py).
+_POOL = current_pool()
+if _POOL is not None:
+    CELERY_TASK_ACKS_LATE = _POOL.acks_late
+    CELERY_TASK_REJECT_ON_WORKER_LOST = _POOL.reject_on_worker_lost
+    CELERY_WORKER_PREFETCH_MULTIPLIER = _POOL.prefetch_multiplier
+    CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = _POOL.soft_shutdown_timeout
+    # Not on idle: Celery would then sleep the whole timeout with nothing to finish,
+    # and unacked (acks-late or ETA) messages go back to the queue on disconnect anyway.
+    CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
+    # A task that failed for good is rejected, not acked, so RabbitMQ moves it to
+    # the dead-letter queue where it can be inspected and replayed.
+    CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = not _POOL.acks_late
+    # If the broker connection drops, the unacked message is redelivered anyway;
+    # cancelling the running copy avoids two copies running at once.
+    CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = _POOL.acks_late
+
+# Beat: schedules live in the database (editable in the admin); this dict seeds it.
+# `expire_seconds`, not `expires`: the DatabaseScheduler silently drops `expires`
+# from entry options (tests/test_beat_schedule.py holds it to that).
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULE = {
+    "update_weather_data": {
+        "task": "weather.tasks.update_all_weather_data",
+        "schedule": crontab(minute="0", hour="*/3"),
+        # A refresh that could not start within its interval is stale: skip it.
+        "options": {"expire_seconds": 3 * 3600 - 60},
+    },
+    "cleanup_old_data": {
+        "task": "weather.tasks.cleanup_old_weather_data",
+        "schedule": crontab(minute="0", hour="1"),
+        "options": {"expire_seconds": 24 * 3600 - 60},
+    },
+}

@@ -1,0 +1,1 @@
+"""F_BRAIN test suite."""

@@ -1,0 +1,68 @@
+"""Fixtures: the simulator on loopback, real worker pools on RabbitMQ, the test database."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+
+from routing import DEAD_LETTER_QUEUE, LANE_QUEUES
+from routing.bootsteps import declare_topology
+from server_config.celery import app
+from weather import refresh
+from weather.simulator import SimulatorServer, start_in_thread
+
+from .helpers import Simulator, WorkerPools, worker_env
+
+
+@pytest.fixture(scope="session")
+def simulator_server() -> Iterator[SimulatorServer]:
+    """One simulator for the session, on an ephemeral loopback port."""
+    server = start_in_thread()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def sim(simulator_server: SimulatorServer, settings) -> Iterator[Simulator]:
+    """The simulator, reset, and this process's provider client pointed at it."""
+    settings.WEATHER_API_URL = simulator_server.url
+    settings.WEATHER_READ_TIMEOUT = 1.5
+    refresh.weather_service.cache_clear()
+    handle = Simulator(simulator_server.url)
+    handle.reset()
+    yield handle
+    handle.reset()
+    refresh.weather_service.cache_clear()
+
+
+def purge_lanes() -> None:
+    """Declare the topology and drop any message left by an earlier run."""
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        declare_topology(channel)
+        for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
+            channel.queue_purge(queue.name)
+
+
+@pytest.fixture(scope="session")
+def pools(django_db_setup, django_db_blocker, simulator_server, tmp_path_factory) -> Iterator[WorkerPools]:
+    """The three pools as real processes through the launcher, on the test database."""
+    with django_db_blocker.unblock():
+        database_name = connection.settings_dict["NAME"]
+    purge_lanes()
+    manager = WorkerPools(worker_env(database_name, simulator_server.url), tmp_path_factory.mktemp("workers"))
+    try:
+        for pool in ("interactive", "bulk", "maintenance"):
+            manager.start(pool, concurrency=2 if pool != "maintenance" else 1)
+        yield manager
+    finally:
+        manager.stop_all()
+
+
+@pytest.fixture
+def live(pools: WorkerPools, sim: Simulator, transactional_db) -> WorkerPools:
+    """Everything a test with real workers needs: pools, a reset simulator, committed data."""
+    return pools

@@ -1,0 +1,115 @@
+"""Tasks run by real Celery workers consuming from RabbitMQ, on the test PostgreSQL database."""
+
+from datetime import timedelta
+
+import pytest
+from django.test import Client
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from weather.models import DailySummary, WeatherData
+from weather.tasks import cleanup_old_weather_data, update_all_weather_data
+
+from .factories import make_cities, make_city
+from .helpers import wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def refresh_and_wait(client: Client, city_id: int, until: tuple[str, ...] = ("SUCCESS", "FAILURE")) -> dict:
+    response = client.post(f"/api/cities/{city_id}/refresh")
+    assert response.status_code == 202, response.content
+    status_url = response.json()["status_url"]
+    return wait_for(
+        lambda: (body := client.get(status_url).json())["state"] in until and body,
+        timeout=30, what=f"task to reach {until}",
+    )
+
+
+def test_refresh_through_the_api_stores_a_reading(live, sim):
+    city = make_city("Paris", 48.8566, 2.3522)
+    body = refresh_and_wait(Client(), city.pk)
+    assert body["state"] == "SUCCESS"
+    reading = WeatherData.objects.get(city=city)
+    assert body["result"]["temperature"] == reading.temperature
+    assert sim.stats()["requests"] == 1
+
+
+def test_transient_fault_is_retried_then_succeeds(live, sim):
+    city = make_city()
+    sim.script("error", "rate_limit")
+    sim.configure(retry_after_s=0.3)
+    body = refresh_and_wait(Client(), city.pk)
+    assert body["state"] == "SUCCESS"
+    assert sim.stats()["served"] == {"error": 1, "rate_limit": 1, "ok": 1}
+    assert WeatherData.objects.filter(city=city).count() == 1
+
+
+def test_permanent_fault_fails_readably_without_a_row(live, sim):
+    city = make_city()
+    sim.script("malformed")
+    body = refresh_and_wait(Client(), city.pk)
+    assert body["state"] == "FAILURE"
+    assert "PermanentProviderError" in body["error"]
+    assert "not JSON" in body["error"]
+    assert sim.stats()["requests"] == 1, "a permanent error is not retried"
+    assert not WeatherData.objects.filter(city=city).exists()
+
+
+def test_city_deleted_after_enqueue_fails_with_a_clear_error(live, sim):
+    city = make_city()
+    city_id = city.pk
+    client = Client()
+    live.stop("interactive")
+    try:
+        response = client.post(f"/api/cities/{city.pk}/refresh")
+        city.delete()
+    finally:
+        live.start("interactive", concurrency=2)
+    body = wait_for(lambda: (b := client.get(response.json()["status_url"]).json())["state"] == "FAILURE" and b,
+                    timeout=30, what="failure")
+    assert f"city {city_id} does not exist" in body["error"]
+
+
+def test_cleanup_deletes_exactly_the_rows_past_retention(live, settings):
+    city = make_city()
+    now = timezone.now()
+    keep_edge = now - timedelta(days=settings.WEATHER_RETENTION_DAYS) + timedelta(minutes=5)
+    old = [now - timedelta(days=settings.WEATHER_RETENTION_DAYS, minutes=m) for m in (5, 60, 60 * 24 * 10)]
+    for observed in [*old, keep_edge, now]:
+        WeatherData.objects.create(city=city, temperature=1, humidity=50, pressure=1000, observed_at=observed)
+    result = cleanup_old_weather_data.delay().get(timeout=30)
+    assert result["readings_deleted"] == 3
+    assert result["finished"] is True
+    assert sorted(WeatherData.objects.values_list("observed_at", flat=True)) == [keep_edge, now]
+
+
+def test_refresh_all_uses_batch_requests(live, sim, settings):
+    cities = make_cities(25)
+    summary = update_all_weather_data.delay().get(timeout=30)
+    assert summary["cities"] == 25
+    wait_for(lambda: WeatherData.objects.count() == 25, timeout=30, what="25 readings")
+    stats = sim.stats()
+    # One request per provider batch, never one per city.
+    expected_batches = -(-25 // settings.WEATHER_BATCH_SIZE)
+    assert (stats["requests"], stats["locations"]) == (expected_batches, 25)
+    assert set(WeatherData.objects.values_list("city_id", flat=True)) == {c.pk for c in cities}
+
+
+def test_etl_chain_writes_the_daily_summary(live):
+    city = make_city()
+    now = timezone.now().replace(hour=12, minute=0, second=0, microsecond=0)
+    for hours, temperature in ((0, 10.0), (1, 14.0), (2, 12.0)):
+        WeatherData.objects.create(city=city, temperature=temperature, humidity=50, pressure=1000,
+                                   observed_at=now + timedelta(hours=hours))
+    client = Client()
+    response = client.post(f"/api/etl/daily-summary?day={now.date().isoformat()}")
+    assert response.status_code == 202
+    body = wait_for(lambda: (b := client.get(response.json()["status_url"]).json())["state"] == "SUCCESS" and b,
+                    timeout=30, what="chain to finish")
+    assert body["result"] == {"day": now.date().isoformat(), "cities": 1}
+    summary = DailySummary.objects.get(city=city)
+    assert (summary.min_temperature, summary.max_temperature, summary.mean_temperature,
+            summary.readings_count) == (10.0, 14.0, 12.0, 3)
+    steps = TaskResult.objects.filter(task_name__startswith="weather.tasks.").values_list("task_name", flat=True)
+    assert {"weather.tasks.extract_data", "weather.tasks.transform_data", "weather.tasks.load_data"} <= set(steps)

@@ -1,0 +1,197 @@
+"""The Open-Meteo provider client: requests, typed errors and validated readings."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from datetime import timezone as dt_timezone
+from typing import Any
+
+import requests
+from django.conf import settings
+
+PROVIDER_MAX_LOCATIONS = 1000
+CURRENT_FIELDS = ("temperature_2m", "relative_humidity_2m", "surface_pressure")
+
+# Physical plausibility: outside these a value is a provider bug, not weather.
+TEMPERATURE_RANGE_C = (-95.0, 65.0)
+HUMIDITY_RANGE_PCT = (0.0, 100.0)
+PRESSURE_RANGE_HPA = (300.0, 1100.0)
+
+
+class ProviderError(Exception):
+    """The provider could not give a usable answer."""
+
+
+class TransientProviderError(ProviderError):
+    """Worth retrying: timeout, connection error, 5xx or 429."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentProviderError(ProviderError):
+    """Retrying cannot help: a refused request or a body we cannot trust."""
+
+
+class InvalidReadingError(PermanentProviderError):
+    """One location's values are missing or physically impossible."""
+
+
+@dataclass(frozen=True)
+class Location:
+    """Coordinates to ask the provider about."""
+
+    latitude: float
+    longitude: float
+
+
+@dataclass(frozen=True)
+class Reading:
+    """Current conditions at one location, validated."""
+
+    temperature: float
+    humidity: float
+    pressure: float
+    observed_at: datetime
+
+
+def _retry_after(response: requests.Response) -> float | None:
+    value = response.headers.get("Retry-After")
+    if value is None:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        return None
+
+
+def _reason(response: requests.Response) -> str:
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict) and body.get("reason"):
+        return str(body["reason"])[:200]
+    return response.text[:200]
+
+
+def _number(current: dict, key: str, bounds: tuple[float, float]) -> float:
+    value = current.get(key)
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidReadingError(f"{key} is missing or not a number: {value!r}")
+    low, high = bounds
+    if not low <= value <= high:
+        raise InvalidReadingError(f"{key}={value} is outside the physical range {low}..{high}")
+    return float(value)
+
+
+def parse_location(item: Any) -> Reading:
+    """One location object of an Open-Meteo answer, as a validated reading."""
+    if not isinstance(item, dict) or not isinstance(item.get("current"), dict):
+        raise InvalidReadingError("location has no 'current' object")
+    current = item["current"]
+    raw_time = current.get("time")
+    if not isinstance(raw_time, str):
+        raise InvalidReadingError(f"current.time is missing: {raw_time!r}")
+    try:
+        local = datetime.fromisoformat(raw_time)
+    except ValueError:
+        raise InvalidReadingError(f"current.time is not ISO 8601: {raw_time[:40]!r}") from None
+    offset = item.get("utc_offset_seconds", 0)
+    if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 18 * 3600:
+        raise InvalidReadingError(f"utc_offset_seconds is invalid: {offset!r}")
+    if local.tzinfo is None:
+        local = local.replace(tzinfo=dt_timezone(timedelta(seconds=offset)))
+    return Reading(
+        temperature=_number(current, "temperature_2m", TEMPERATURE_RANGE_C),
+        humidity=_number(current, "relative_humidity_2m", HUMIDITY_RANGE_PCT),
+        pressure=_number(current, "surface_pressure", PRESSURE_RANGE_HPA),
+        observed_at=local.astimezone(UTC),
+    )
+
+
+class WeatherService:
+    """Client of an Open-Meteo-compatible forecast endpoint over one HTTP session."""
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        *,
+        session: requests.Session | None = None,
+        timeout: tuple[float, float] | None = None,
+        batch_size: int | None = None,
+    ) -> None:
+        self.base_url = base_url or settings.WEATHER_API_URL
+        self.session = session or requests.Session()
+        self.timeout = timeout or (settings.WEATHER_CONNECT_TIMEOUT, settings.WEATHER_READ_TIMEOUT)
+        self.batch_size = min(batch_size or settings.WEATHER_BATCH_SIZE, PROVIDER_MAX_LOCATIONS)
+
+    def get_current(self, location: Location) -> Reading:
+        """Current conditions at one location; raises a ProviderError subclass."""
+        result = self.get_current_many([location])[0]
+        if isinstance(result, InvalidReadingError):
+            raise result
+        return result
+
+    def get_current_many(self, locations: Sequence[Location]) -> list[Reading | InvalidReadingError]:
+        """Current conditions for up to `batch_size` locations in one request, in order.
+
+        A location with bad values comes back as an InvalidReadingError in its slot,
+        so it does not sink the others; a failure of the whole request raises.
+        """
+        if not locations:
+            return []
+        if len(locations) > self.batch_size:
+            raise ValueError(f"{len(locations)} locations exceed the batch size {self.batch_size}")
+        body = self._request(locations)
+        items = body if isinstance(body, list) else [body]
+        if len(items) != len(locations):
+            raise PermanentProviderError(
+                f"provider answered {len(items)} locations for {len(locations)} asked"
+            )
+        results: list[Reading | InvalidReadingError] = []
+        for item in items:
+            try:
+                results.append(parse_location(item))
+            except InvalidReadingError as error:
+                results.append(error)
+        return results
+
+    def _request(self, locations: Sequence[Location]) -> Any:
+        params = {
+            "latitude": ",".join(f"{loc.latitude:.4f}" for loc in locations),
+            "longitude": ",".join(f"{loc.longitude:.4f}" for loc in locations),
+            "current": ",".join(CURRENT_FIELDS),
+        }
+        try:
+            response = self.session.get(self.base_url, params=params, timeout=self.timeout)
+        except requests.Timeout as error:
+            raise TransientProviderError(f"provider timed out: {error}") from error
+        except requests.ConnectionError as error:
+            raise TransientProviderError(f"provider unreachable: {error}") from error
+        except requests.RequestException as error:
+            raise PermanentProviderError(f"request could not be made: {error}") from error
+        status = response.status_code
+        if status == 429:
+            raise TransientProviderError(
+                f"provider rate limit (429): {_reason(response)}", retry_after=_retry_after(response)
+            )
+        if status >= 500:
+            raise TransientProviderError(
+                f"provider error {status}: {_reason(response)}", retry_after=_retry_after(response)
+            )
+        if status != 200:
+            raise PermanentProviderError(f"provider refused the request ({status}): {_reason(response)}")
+        try:
+            body = response.json()
+        except ValueError:
+            raise PermanentProviderError(f"provider body is not JSON: {response.text[:80]!r}") from None
+        if isinstance(body, dict) and body.get("error"):
+            raise PermanentProviderError(f"provider error: {body.get('reason', 'unknown')}")
+        if not isinstance(body, (dict, list)):
+            raise PermanentProviderError(f"provider body has an unexpected shape: {type(body).__name__}")
+        return body

@@ -1,0 +1,108 @@
+"""Celery tasks: thin wrappers that call the services and decide what to retry."""
+
+from __future__ import annotations
+
+from celery import shared_task
+from celery.exceptions import SoftTimeLimitExceeded
+from django.conf import settings
+from django.db import InterfaceError, OperationalError, transaction
+from django.utils import timezone
+
+from . import etl, retention
+from .backoff import retry_delay
+from .models import RefreshBatch, RefreshRun
+from .refresh import active_city_batches, refresh_batch, refresh_city
+from .services import TransientProviderError
+
+# A database that restarts or fails over is a passing fault, like a provider 5xx.
+RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
+
+
+def _retry(task, exc: Exception):
+    hint = getattr(exc, "retry_after", None)
+    delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
+    return task.retry(exc=exc, countdown=delay)
+
+
+@shared_task(bind=True, max_retries=3)
+def fetch_weather_for_city(self, city_id: int) -> dict:
+    """Fetch and store one city's current weather (interactive lane)."""
+    try:
+        return refresh_city(int(city_id))
+    except RETRYABLE as exc:
+        raise _retry(self, exc) from exc
+
+
+@shared_task
+def update_all_weather_data() -> dict:
+    """Fan the refresh of every active city out as one bulk task per provider batch."""
+    batch_size = settings.WEATHER_BATCH_SIZE
+    batches = list(active_city_batches(batch_size))
+    with transaction.atomic():
+        run = RefreshRun.objects.create(
+            batch_size=batch_size,
+            batches_total=len(batches),
+            cities_total=sum(len(batch) for batch in batches),
+        )
+        RefreshBatch.objects.bulk_create(
+            RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches)
+        )
+    for index, batch in enumerate(batches):
+        refresh_weather_batch.apply_async(args=[run.pk, index, batch])
+    return run.summary()
+
+
+@shared_task(bind=True, max_retries=5, ignore_result=True)
+def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) -> None:
+    """One provider request and one bulk upsert for a batch of cities (bulk lane)."""
+    batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
+    try:
+        outcome = refresh_batch(city_ids)
+    except RETRYABLE as exc:
+        if self.request.retries >= self.max_retries:
+            batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
+                         error=str(exc)[:500], finished_at=timezone.now())
+        raise _retry(self, exc) from exc
+    except Exception as exc:
+        batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
+                     error=str(exc)[:500], finished_at=timezone.now())
+        raise
+    batch.update(
+        status=RefreshBatch.Status.DONE,
+        refreshed=outcome.refreshed,
+        failed=len(outcome.failed),
+        error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
+        finished_at=timezone.now(),
+    )
+
+
+@shared_task
+def cleanup_old_weather_data() -> dict:
+    """Delete readings past retention and expired task results (maintenance lane)."""
+    progress: dict = {}
+    try:
+        retention.cleanup(progress=progress)
+    except SoftTimeLimitExceeded:
+        # Only the batch in flight rolls back; committed batches stay deleted and
+        # the next run continues from what is left.
+        progress["finished"] = False
+        progress["stopped"] = "soft time limit"
+    return progress
+
+
+@shared_task
+def extract_data(day: str | None = None) -> dict:
+    """ETL step 1: the day's readings."""
+    return etl.extract(day)
+
+
+@shared_task
+def transform_data(payload: dict) -> dict:
+    """ETL step 2: per-city statistics."""
+    return etl.transform(payload)
+
+
+@shared_task
+def load_data(payload: dict) -> dict:
+    """ETL step 3: upsert the daily summaries."""
+    return etl.load(payload)

@@ -1,0 +1,137 @@
+"""The JSON API: refresh a city, read a task's state, list cities, start the ETL chain."""
+
+from __future__ import annotations
+
+import uuid as uuid_lib
+from datetime import date
+
+from celery.result import AsyncResult
+from django.core.paginator import EmptyPage, Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, JsonResponse
+from django.urls import reverse
+from django.views.decorators.csrf import csrf_exempt
+from django.views.decorators.http import require_GET, require_POST
+
+from routing import Priority
+
+from .dispatch import BrokerUnavailableError, enqueue_city_fetch, enqueue_daily_summary
+from .models import City, WeatherData
+
+MAX_PAGE_SIZE = 200
+DEFAULT_PAGE_SIZE = 50
+
+
+def error_response(status: int, message: str, **extra: object) -> JsonResponse:
+    """A JSON error body: {"error": message, ...}."""
+    return JsonResponse({"error": message, **extra}, status=status)
+
+
+def _task_accepted(task_id: str, **extra: object) -> JsonResponse:
+    status_url = reverse("api-task-status", args=[task_id])
+    return JsonResponse({"task_id": task_id, "status_url": status_url, **extra}, status=202)
+
+
+def _positive_int(raw: str) -> int | None:
+    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+
+
+@csrf_exempt  # API clients authenticate per request, not with a session cookie
+@require_POST
+def refresh_city(request: HttpRequest, city_id: str) -> JsonResponse:
+    """Enqueue a priority fetch of one city; 202 with the task id."""
+    pk = _positive_int(city_id)
+    if pk is None or not City.objects.filter(pk=pk).exists():
+        return error_response(404, f"no city with id {city_id!r}")
+    try:
+        task_id = enqueue_city_fetch(pk, Priority.API)
+    except BrokerUnavailableError:
+        return error_response(503, "the task queue is unavailable; try again shortly", retry_after=5)
+    return _task_accepted(task_id, city_id=pk)
+
+
+def _describe(result: AsyncResult) -> dict:
+    body: dict = {"task_id": result.id, "state": result.state}
+    if result.state == "SUCCESS":
+        body["result"] = result.result
+    elif result.state in ("FAILURE", "RETRY"):
+        error = result.result
+        body["error"] = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
+    if result.date_done:
+        body["date_done"] = result.date_done.isoformat()
+    return body
+
+
+@require_GET
+def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
+    """The state of a task (PENDING, STARTED, RETRY, SUCCESS, FAILURE) with its result or error."""
+    try:
+        uuid_lib.UUID(task_id)
+    except ValueError:
+        return error_response(404, f"{task_id[:64]!r} is not a task id")
+    return JsonResponse(_describe(AsyncResult(task_id)))
+
+
+@require_GET
+def city_list(request: HttpRequest) -> JsonResponse:
+    """Cities with their latest reading, paginated (?page=, ?page_size=, ?q=)."""
+    try:
+        page_number = int(request.GET.get("page", "1"))
+        page_size = int(request.GET.get("page_size", str(DEFAULT_PAGE_SIZE)))
+    except ValueError:
+        return error_response(400, "page and page_size must be integers")
+    if page_number < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
+        return error_response(400, f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
+    latest = WeatherData.objects.filter(city=OuterRef("pk")).order_by("-observed_at")
+    cities = City.objects.order_by("name", "pk").annotate(
+        temperature=Subquery(latest.values("temperature")[:1]),
+        humidity=Subquery(latest.values("humidity")[:1]),
+        pressure=Subquery(latest.values("pressure")[:1]),
+        observed_at=Subquery(latest.values("observed_at")[:1]),
+    )
+    query = request.GET.get("q", "").strip()[:100]
+    if query:
+        cities = cities.filter(name__icontains=query)
+    paginator = Paginator(cities, page_size)
+    try:
+        page = paginator.page(page_number)
+    except EmptyPage:
+        return error_response(404, f"page {page_number} is past the last page ({paginator.num_pages})")
+    return JsonResponse({
+        "count": paginator.count,
+        "page": page.number,
+        "pages": paginator.num_pages,
+        "results": [
+            {
+                "id": city.pk,
+                "name": city.name,
+                "country_code": city.country_code,
+                "latitude": city.latitude,
+                "longitude": city.longitude,
+                "latest": None if city.observed_at is None else {
+                    "temperature": city.temperature,
+                    "humidity": city.humidity,
+                    "pressure": city.pressure,
+                    "observed_at": city.observed_at.isoformat(),
+                },
+            }
+            for city in page.object_list
+        ],
+    })
+
+
+@csrf_exempt
+@require_POST
+def start_daily_summary(request: HttpRequest) -> JsonResponse:
+    """Start extract -> transform -> load for a UTC day (?day=YYYY-MM-DD, default today)."""
+    day = request.GET.get("day") or None
+    if day is not None:
+        try:
+            day = date.fromisoformat(day).isoformat()
+        except ValueError:
+            return error_response(400, "day must be an ISO date (YYYY-MM-DD)")
+    try:
+        task_id = enqueue_daily_summary(day)
+    except BrokerUnavailableError:
+        return error_response(503, "the task queue is unavailable; try again shortly", retry_after=5)
+    return _task_accepted(task_id)

@@ -1,0 +1,1 @@
+"""The worker pools, declared once, and the launcher that renders their command lines."""

@@ -1,0 +1,72 @@
+"""`python -m workers run <pool> | beat | list`: the one launcher the Procfile and compose call."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import sys
+
+from .command import beat_argv, worker_argv, worker_environment
+from .pools import PoolConfigError, load_pools
+
+
+def _exec(argv: list[str], extra_env: dict[str, str], dry_run: bool) -> int:
+    if dry_run:
+        prefix = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(extra_env.items()))
+        print(f"{prefix} {shlex.join(argv)}".strip())
+        return 0
+    env = {**os.environ, **extra_env}
+    sys.stdout.flush()
+    # exec, so the platform's signals reach Celery directly (no shell in between);
+    # through this interpreter, so the venv's Celery runs whatever PATH says.
+    os.execve(sys.executable, [sys.executable, "-m", *argv], env)
+    return 1  # pragma: no cover - exec does not return
+
+
+def _print_table(pools: dict) -> None:
+    columns = ("name", "queues", "implementation", "concurrency", "prefetch_multiplier",
+               "acks_late", "soft_time_limit", "time_limit", "max_tasks_per_child",
+               "max_memory_per_child_kb")
+    headers = ("pool", "queues", "impl", "conc", "prefetch", "acks_late", "soft_s", "hard_s",
+               "max_tasks", "max_mem_kb")
+    rows = [[",".join(v) if isinstance(v, tuple) else str(v)
+             for v in (getattr(pool, c) for c in columns)] for pool in pools.values()]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
+    for row in (headers, *rows):
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the command line and run, list or print a pool's command."""
+    parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="exec the celery worker of one pool")
+    run.add_argument("pool")
+    run.add_argument("--dry-run", action="store_true", help="print the command instead")
+    run.add_argument("--loglevel", default=os.environ.get("CELERY_LOGLEVEL", "INFO"))
+    beat = sub.add_parser("beat", help="exec the one celery beat")
+    beat.add_argument("--dry-run", action="store_true")
+    beat.add_argument("--loglevel", default=os.environ.get("CELERY_LOGLEVEL", "INFO"))
+    sub.add_parser("list", help="show the pools as a table")
+    args = parser.parse_args(argv)
+
+    try:
+        pools = load_pools()
+    except PoolConfigError as error:
+        print(f"workers: {error}", file=sys.stderr)
+        return 2
+    if args.command == "list":
+        _print_table(pools)
+        return 0
+    if args.command == "beat":
+        return _exec(beat_argv(args.loglevel), {}, args.dry_run)
+    if args.pool not in pools:
+        print(f"workers: unknown pool {args.pool!r}; known: {', '.join(pools)}", file=sys.stderr)
+        return 2
+    pool = pools[args.pool]
+    return _exec(worker_argv(pool, args.loglevel), worker_environment(pool), args.dry_run)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

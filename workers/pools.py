@@ -1,0 +1,203 @@
+"""The typed registry of worker pools: one per lane, each tuned for its kind of work."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
+
+from routing import LANE_NAMES
+
+# RabbitMQ closes a channel whose delivery stays unacknowledged longer than this
+# (its default `consumer_timeout`, 30 min). With acks late, a task's hard limit and
+# the wait of prefetched messages behind it must stay below it.
+RABBITMQ_CONSUMER_TIMEOUT_S = 1800
+
+# Pool implementations that can enforce soft and hard time limits (signals + a
+# supervising parent); threads cannot interrupt a stuck request.
+POOL_IMPLEMENTATIONS = ("prefork", "solo")
+
+ENV_PREFIX = "WORKER_"
+POOL_NAME_ENV = "POOL_NAME"
+
+
+class PoolConfigError(ValueError):
+    """A pool declaration or override that cannot run."""
+
+
+@dataclass(frozen=True)
+class Pool:
+    """One worker pool: what it consumes and how it is tuned."""
+
+    name: str
+    queues: tuple[str, ...]
+    implementation: str
+    concurrency: int
+    prefetch_multiplier: int
+    acks_late: bool
+    reject_on_worker_lost: bool
+    soft_time_limit: int
+    time_limit: int
+    max_tasks_per_child: int
+    max_memory_per_child_kb: int
+    soft_shutdown_timeout: int
+
+    def validate(self) -> None:
+        """Reject values that cannot work together, naming the pool and the value."""
+        problems = []
+        if self.implementation not in POOL_IMPLEMENTATIONS:
+            problems.append(f"implementation must be one of {POOL_IMPLEMENTATIONS}")
+        for name in ("concurrency", "prefetch_multiplier", "soft_time_limit", "time_limit",
+                     "max_tasks_per_child", "max_memory_per_child_kb"):
+            if getattr(self, name) < 1:
+                problems.append(f"{name} must be at least 1")
+        if self.soft_shutdown_timeout < 0:
+            problems.append("soft_shutdown_timeout cannot be negative")
+        if self.soft_time_limit >= self.time_limit:
+            problems.append("soft_time_limit must be below time_limit so the task can clean up")
+        if self.reject_on_worker_lost and not self.acks_late:
+            problems.append("reject_on_worker_lost needs acks_late")
+        if self.acks_late:
+            # Worst case for the last prefetched message: it waits for every task
+            # ahead of it in this process to run to its hard limit.
+            worst_wait = self.time_limit * self.prefetch_multiplier
+            if worst_wait >= RABBITMQ_CONSUMER_TIMEOUT_S:
+                problems.append(
+                    f"time_limit x prefetch_multiplier = {worst_wait}s reaches RabbitMQ's "
+                    f"consumer_timeout ({RABBITMQ_CONSUMER_TIMEOUT_S}s): unacked messages would be "
+                    "redelivered while still queued in the worker"
+                )
+        unknown = set(self.queues) - set(LANE_NAMES)
+        if unknown:
+            problems.append(f"consumes undeclared queues {sorted(unknown)}")
+        if problems:
+            raise PoolConfigError(f"pool {self.name!r}: " + "; ".join(problems))
+
+
+# Why these defaults (2-core machine, I/O-bound provider calls):
+# - interactive: many slots because each fetch mostly waits on the provider;
+#   prefetch 1 so a queued click is never stuck behind a busy slot and RabbitMQ's
+#   priority order decides what runs next; 10 s/15 s because a person is waiting.
+# - bulk: few slots, one provider request of up to hundreds of locations each;
+#   prefetch 4 hides broker round-trips between batches (4 x 300 s stays below the
+#   consumer timeout); minutes of limit for a slow provider and the bulk upsert.
+# - maintenance: one slot, since cleanup is serial by design; limits below the
+#   30 min consumer timeout; the task stops itself at the soft limit and resumes.
+# Recycling (max tasks / max memory per child) bounds leaks from long-lived children.
+# Soft shutdown gives running tasks time to finish on SIGTERM before a PaaS kills us
+# (Heroku-style platforms wait 30 s); acks-late work that does not finish is requeued.
+DEFAULT_POOLS: tuple[Pool, ...] = (
+    Pool(
+        name="interactive",
+        queues=("interactive",),
+        implementation="prefork",
+        concurrency=6,
+        prefetch_multiplier=1,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        soft_time_limit=10,
+        time_limit=15,
+        max_tasks_per_child=1000,
+        max_memory_per_child_kb=250_000,
+        soft_shutdown_timeout=20,
+    ),
+    Pool(
+        name="bulk",
+        queues=("bulk",),
+        implementation="prefork",
+        concurrency=2,
+        prefetch_multiplier=4,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        soft_time_limit=240,
+        time_limit=300,
+        max_tasks_per_child=200,
+        max_memory_per_child_kb=400_000,
+        soft_shutdown_timeout=20,
+    ),
+    Pool(
+        name="maintenance",
+        queues=("maintenance",),
+        implementation="prefork",
+        concurrency=1,
+        prefetch_multiplier=1,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        soft_time_limit=1500,
+        time_limit=1680,
+        max_tasks_per_child=50,
+        max_memory_per_child_kb=300_000,
+        soft_shutdown_timeout=20,
+    ),
+)
+
+_FIELD_TYPES = {f.name: f.type for f in fields(Pool) if f.name not in ("name", "queues")}
+
+
+def _parse(pool: str, key: str, raw: str) -> object:
+    kind = _FIELD_TYPES[key]
+    if kind == "bool":
+        lowered = raw.strip().lower()
+        if lowered in ("1", "true", "yes", "on"):
+            return True
+        if lowered in ("0", "false", "no", "off"):
+            return False
+        raise PoolConfigError(f"{ENV_PREFIX}{pool.upper()}_{key.upper()}={raw!r} is not a boolean")
+    if kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise PoolConfigError(
+                f"{ENV_PREFIX}{pool.upper()}_{key.upper()}={raw!r} is not an integer"
+            ) from None
+    return raw.strip()
+
+
+def load_pools(environ: Mapping[str, str] | None = None) -> dict[str, Pool]:
+    """The registry with `WORKER_<POOL>_<FIELD>` overrides applied, validated as a whole."""
+    environ = os.environ if environ is None else environ
+    pools = {pool.name: pool for pool in DEFAULT_POOLS}
+    overrides: dict[str, dict[str, object]] = {name: {} for name in pools}
+    for variable, raw in environ.items():
+        if not variable.startswith(ENV_PREFIX):
+            continue
+        rest = variable[len(ENV_PREFIX):].lower()
+        pool_name = next((name for name in pools if rest.startswith(name + "_")), None)
+        if pool_name is None:
+            raise PoolConfigError(
+                f"{variable}: unknown pool; variables are WORKER_<POOL>_<SETTING> with POOL in "
+                f"{sorted(pools)}"
+            )
+        key = rest[len(pool_name) + 1:]
+        if key not in _FIELD_TYPES:
+            raise PoolConfigError(
+                f"{variable}: unknown setting {key!r}; known: {sorted(_FIELD_TYPES)}"
+            )
+        overrides[pool_name][key] = _parse(pool_name, key, raw)
+    resolved = {name: dataclasses.replace(pool, **overrides[name]) for name, pool in pools.items()}
+    validate_registry(resolved.values())
+    return resolved
+
+
+def validate_registry(pools: object) -> None:
+    """Every pool valid, and every lane consumed by exactly one pool."""
+    pools = list(pools)  # type: ignore[call-overload]
+    for pool in pools:
+        pool.validate()
+    for lane in LANE_NAMES:
+        consumers = [pool.name for pool in pools if lane in pool.queues]
+        if len(consumers) != 1:
+            raise PoolConfigError(f"lane {lane!r} must be consumed by exactly one pool, not {consumers}")
+
+
+def current_pool(environ: Mapping[str, str] | None = None) -> Pool | None:
+    """The pool this process runs as (set by the launcher), or None outside a worker."""
+    environ = os.environ if environ is None else environ
+    name = environ.get(POOL_NAME_ENV)
+    if not name:
+        return None
+    pools = load_pools(environ)
+    if name not in pools:
+        raise PoolConfigError(f"{POOL_NAME_ENV}={name!r} is not a pool; known: {sorted(pools)}")
+    return pools[name]
