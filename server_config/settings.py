@@ -160,6 +160,19 @@ CELERY_TASK_DEFAULT_PRIORITY = int(routing.Priority.API)
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+if CELERY_BROKER_URL.startswith("filesystem://"):
+    # Local fallback when no RabbitMQ answers (scripts/run says so loudly): one
+    # folder for messages, one for the exchange -> queue table shared by all
+    # processes. Lanes and pools stay separate; broker priorities do not apply.
+    _BROKER_DIR = VAR_DIR / "broker"
+    for _folder in ("messages", "control", "processed"):
+        (_BROKER_DIR / _folder).mkdir(parents=True, exist_ok=True)
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": str(_BROKER_DIR / "messages"),
+        "data_folder_out": str(_BROKER_DIR / "messages"),
+        "control_folder": str(_BROKER_DIR / "control"),
+        "processed_folder": str(_BROKER_DIR / "processed"),
+    }
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,
     "interval_start": 0,

@@ -1,0 +1,115 @@
+"""The three pools as real processes on RabbitMQ: lanes, priorities, isolation, dead letters."""
+
+import json
+import time
+from io import StringIO
+
+import pytest
+from django.core.management import CommandError, call_command
+from django_celery_results.models import TaskResult
+
+from routing import DEAD_LETTER_QUEUE, Priority
+from server_config.celery import app
+from weather.dispatch import enqueue_city_fetch
+from weather.models import RefreshBatch, RefreshRun, WeatherData
+from weather.tasks import cleanup_old_weather_data, extract_data, refresh_weather_batch, update_all_weather_data
+from workers.pools import load_pools
+
+from .factories import make_cities, make_city
+from .helpers import queue_depth, wait_for
+
+pytestmark = pytest.mark.integration
+
+
+def _worker_of(task_id: str) -> str:
+    return wait_for(lambda: TaskResult.objects.filter(task_id=task_id, status="SUCCESS")
+                    .values_list("worker", flat=True).first(), timeout=30, what=f"task {task_id}")
+
+
+def test_each_kind_of_task_runs_on_its_own_pool(live):
+    city = make_city()
+    fetch_id = enqueue_city_fetch(city.pk, Priority.CLICK)
+    refresh = update_all_weather_data.delay()
+    cleanup = cleanup_old_weather_data.delay()
+    etl = extract_data.delay()
+    assert _worker_of(fetch_id).startswith("interactive@")
+    assert _worker_of(refresh.id).startswith("bulk@")
+    assert _worker_of(cleanup.id).startswith("maintenance@")
+    assert _worker_of(etl.id).startswith("bulk@")
+
+
+def test_topology_check_passes_against_the_running_pools(live):
+    out = StringIO()
+    call_command("topology", "--check", stdout=out)
+    assert "topology check passed" in out.getvalue()
+
+
+def test_topology_check_names_a_lane_without_consumers(live):
+    live.stop("maintenance")
+    try:
+        with pytest.raises(CommandError, match="'maintenance' has no consumer"):
+            call_command("topology", "--check", stdout=StringIO())
+    finally:
+        live.start("maintenance")
+
+
+def test_interactive_backlog_is_served_in_priority_order(live, sim):
+    cities = [make_city() for _ in range(10)]
+    live.start("interactive", concurrency=1)
+    try:
+        # The first fetch holds the only slot while the backlog builds up behind it.
+        sim.configure(latency_ms=600)
+        enqueue_city_fetch(cities[0].pk, Priority.WARMUP)
+        wait_for(lambda: sim.stats()["requests"] == 1, timeout=10, what="the first fetch to start")
+        backlog = [Priority.WARMUP, Priority.API, Priority.CLICK] * 3
+        by_city = {}
+        for city, priority in zip(cities[1:], backlog, strict=True):
+            enqueue_city_fetch(city.pk, priority)
+            by_city[city.pk] = priority
+        assert sim.stats()["requests"] == 1, "the backlog must be queued, not running"
+        wait_for(lambda: WeatherData.objects.count() == 10, timeout=30, what="all fetches")
+    finally:
+        sim.configure(latency_ms=0)
+        live.start("interactive", concurrency=2)
+    order = [by_city[c] for c in WeatherData.objects.order_by("fetched_at").values_list("city_id", flat=True)
+             if c in by_city]
+    assert order == sorted(backlog, reverse=True), [p.name for p in order]
+
+
+def test_interactive_fetch_finishes_while_bulk_is_saturated(live, sim):
+    cities = make_cities(160)
+    sim.configure(latency_ms=400)
+    run = RefreshRun.objects.create(batch_size=10, batches_total=16, cities_total=160)
+    ids = [c.pk for c in cities]
+    for index in range(16):
+        RefreshBatch.objects.create(run=run, index=index, cities=10)
+        refresh_weather_batch.delay(run.pk, index, ids[index * 10:(index + 1) * 10])
+    wait_for(lambda: sim.stats()["requests"] >= 2, timeout=10, what="bulk to be busy")
+    person = make_city()
+    started = time.monotonic()
+    enqueue_city_fetch(person.pk, Priority.CLICK)
+    wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="the interactive fetch")
+    elapsed = time.monotonic() - started
+    bulk_left = RefreshBatch.objects.filter(run=run, status=RefreshBatch.Status.PENDING).count()
+    soft_limit = load_pools({})["interactive"].soft_time_limit
+    assert elapsed < soft_limit, f"interactive fetch took {elapsed:.1f}s under bulk load"
+    assert bulk_left > 0, "bulk must still be saturated when the interactive fetch completes"
+    wait_for(lambda: run.summary()["finished"], timeout=60, what="the bulk backlog to drain")
+    sim.configure(latency_ms=0)
+
+
+def test_a_message_rejected_for_good_lands_in_dead_letter(live, sim):
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(DEAD_LETTER_QUEUE.name)
+    city = make_city()
+    sim.script("malformed")
+    task_id = enqueue_city_fetch(city.pk, Priority.API)
+    wait_for(lambda: queue_depth(DEAD_LETTER_QUEUE.name) == 1, timeout=30, what="a dead letter")
+    with app.connection_for_read() as conn:
+        message = conn.default_channel.basic_get(DEAD_LETTER_QUEUE.name, no_ack=True)
+    headers = message.headers
+    assert headers["id"] == task_id
+    assert headers["task"] == "weather.tasks.fetch_weather_for_city"
+    death = headers["x-death"][0]
+    assert (death["queue"], death["reason"]) == ("interactive", "rejected")
+    assert json.loads(message.body)[0] == [city.pk]

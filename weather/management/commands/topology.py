@@ -1,0 +1,67 @@
+"""`manage.py topology [--check]`: print the messaging topology; verify it against the broker."""
+
+from __future__ import annotations
+
+from django.core.management.base import BaseCommand, CommandError, CommandParser
+
+from routing import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, LANE_QUEUES, TASK_EXCHANGE, TASK_LANES
+from routing.broker import check_arguments, queue_state
+from server_config.celery import app
+from workers.pools import load_pools
+
+
+class Command(BaseCommand):
+    """Show exchanges, queues, bindings, routes and pools; --check asks the broker."""
+
+    help = "Print the topology; with --check verify queues, arguments and consumers on the broker."
+
+    def add_arguments(self, parser: CommandParser) -> None:
+        parser.add_argument("--check", action="store_true",
+                            help="connect to the broker; exit 1 naming whatever is missing")
+
+    def handle(self, *args: object, **options: object) -> None:
+        self._print()
+        if options["check"]:
+            self._check()
+
+    def _print(self) -> None:
+        out = self.stdout.write
+        out("Exchanges")
+        for exchange in (TASK_EXCHANGE, DEAD_LETTER_EXCHANGE):
+            out(f"  {exchange.name:<16} {exchange.type:<7} durable={exchange.durable}")
+        out("Queues (bindings)")
+        for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
+            arguments = ", ".join(f"{k}={v}" for k, v in sorted((queue.queue_arguments or {}).items()))
+            out(f"  {queue.name:<12} <- {queue.exchange.name} key={queue.routing_key:<12} {arguments}")
+        out("Routes")
+        for task, lane in sorted(TASK_LANES.items(), key=lambda item: (item[1], item[0])):
+            out(f"  {lane:<12} {task}")
+        out("Pools")
+        for pool in load_pools().values():
+            out(f"  {pool.name:<12} queues={','.join(pool.queues)} concurrency={pool.concurrency} "
+                f"prefetch={pool.prefetch_multiplier} limits={pool.soft_time_limit}/{pool.time_limit}s "
+                f"acks_late={pool.acks_late}")
+
+    def _check(self) -> None:
+        problems: list[str] = []
+        try:
+            with app.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1)
+                states = {q.name: queue_state(connection, q.name) for q in (*LANE_QUEUES, DEAD_LETTER_QUEUE)}
+                problems += [f"queue {name!r} does not exist" for name, state in states.items() if not state.exists]
+                if not problems:
+                    problems += check_arguments(connection)
+                problems += [
+                    f"queue {queue.name!r} has no consumer (is its pool running?)"
+                    for queue in LANE_QUEUES
+                    if states[queue.name].exists and states[queue.name].consumers < 1
+                ]
+        except OSError as error:
+            raise CommandError(f"broker unreachable: {error}") from error
+        self.stdout.write("Broker")
+        for state in states.values():
+            self.stdout.write(f"  {state.name:<12} exists={state.exists} messages={state.messages} "
+                              f"consumers={state.consumers}")
+        if problems:
+            raise CommandError("topology check failed:\n  " + "\n  ".join(problems))
+        self.stdout.write(self.style.SUCCESS("topology check passed"))
