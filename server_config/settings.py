@@ -129,6 +129,18 @@ WEATHER_RETENTION_DAYS = env_int("WEATHER_RETENTION_DAYS", 30, minimum=1)
 # provider says when to come back.
 WEATHER_RETRY_BASE_SECONDS = env_float("WEATHER_RETRY_BASE_SECONDS", 2.0, minimum=0.0)
 
+# Provider quota in locations (Open-Meteo free tier: 600/min, 5,000/h, 10,000/day);
+# 0 lifts a limit. The reserve is the share of each window only interactive may use.
+WEATHER_QUOTA_PER_MINUTE = env_int("WEATHER_QUOTA_PER_MINUTE", 600, minimum=0)
+WEATHER_QUOTA_PER_HOUR = env_int("WEATHER_QUOTA_PER_HOUR", 5000, minimum=0)
+WEATHER_QUOTA_PER_DAY = env_int("WEATHER_QUOTA_PER_DAY", 10000, minimum=0)
+WEATHER_QUOTA_INTERACTIVE_RESERVE = env_float("WEATHER_QUOTA_INTERACTIVE_RESERVE", 0.1, minimum=0.0)
+if WEATHER_QUOTA_INTERACTIVE_RESERVE >= 1:
+    raise ImproperlyConfigured("WEATHER_QUOTA_INTERACTIVE_RESERVE is a share below 1 (e.g. 0.1)")
+# A bulk batch waiting for quota gives up once its refresh run is this old: the
+# next scheduled run will cover its cities anyway.
+WEATHER_REFRESH_DEADLINE_SECONDS = env_int("WEATHER_REFRESH_DEADLINE_SECONDS", 3 * 3600 - 60, minimum=60)
+
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("RABBITMQ_URL") or (
     "amqp://guest:guest@localhost:5672//"
@@ -200,7 +212,7 @@ if _POOL is not None:
 # Beat: schedules live in the database (editable in the admin); this dict seeds it.
 # `expire_seconds`, not `expires`: the DatabaseScheduler silently drops `expires`
 # from entry options (tests/test_beat_schedule.py holds it to that).
-CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "weather.beat:SeedingDatabaseScheduler"
 CELERY_BEAT_SCHEDULE = {
     "update_weather_data": {
         "task": "weather.tasks.update_all_weather_data",

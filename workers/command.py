@@ -42,9 +42,5 @@ def worker_environment(pool: Pool) -> dict[str, str]:
 
 
 def beat_argv(loglevel: str = "INFO") -> list[str]:
-    """The `celery beat` argument list: the database scheduler, one instance per deployment."""
-    return [
-        "celery", "-A", CELERY_APP, "beat",
-        "--scheduler", "django_celery_beat.schedulers:DatabaseScheduler",
-        "--loglevel", loglevel,
-    ]
+    """The `celery beat` argument list; one instance per deployment, scheduler from settings."""
+    return ["celery", "-A", CELERY_APP, "beat", "--loglevel", loglevel]
