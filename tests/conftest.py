@@ -7,13 +7,9 @@ from collections.abc import Iterator
 import pytest
 from django.db import connection
 
-from routing import DEAD_LETTER_QUEUE, LANE_QUEUES
-from routing.bootsteps import declare_topology
-from server_config.celery import app
+from tools.harness import Simulator, WorkerPools, purge_lanes, worker_env
 from weather import refresh
 from weather.simulator import SimulatorServer, start_in_thread
-
-from .helpers import Simulator, WorkerPools, worker_env
 
 
 @pytest.fixture(scope="session")
@@ -36,15 +32,6 @@ def sim(simulator_server: SimulatorServer, settings) -> Iterator[Simulator]:
     yield handle
     handle.reset()
     refresh.weather_service.cache_clear()
-
-
-def purge_lanes() -> None:
-    """Declare the topology and drop any message left by an earlier run."""
-    with app.connection_for_write() as conn:
-        channel = conn.default_channel
-        declare_topology(channel)
-        for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
-            channel.queue_purge(queue.name)
 
 
 @pytest.fixture(scope="session")

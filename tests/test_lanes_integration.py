@@ -10,13 +10,13 @@ from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, Priority
 from server_config.celery import app
+from tools.harness import queue_depth, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import cleanup_old_weather_data, extract_data, refresh_weather_batch, update_all_weather_data
 from workers.pools import load_pools
 
 from .factories import make_cities, make_city
-from .helpers import queue_depth, wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -7,11 +7,11 @@ from django.test import Client
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from tools.harness import wait_for
 from weather.models import DailySummary, WeatherData
 from weather.tasks import cleanup_old_weather_data, update_all_weather_data
 
 from .factories import make_cities, make_city
-from .helpers import wait_for
 
 pytestmark = pytest.mark.integration
 

@@ -9,10 +9,9 @@ from django.conf import settings
 
 from routing import DEAD_LETTER_EXCHANGE, LANE_NAMES, LANE_QUEUES, TASK_LANES, Priority, UnroutedTaskError, lane_for
 from server_config.celery import app
+from tools.harness import ROOT
 from workers.command import worker_argv
 from workers.pools import RABBITMQ_CONSUMER_TIMEOUT_S, PoolConfigError, load_pools
-
-from .helpers import ROOT
 
 
 def test_every_registered_task_resolves_to_a_declared_lane():

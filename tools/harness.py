@@ -1,4 +1,4 @@
-"""Shared helpers for the tests: polling, the simulator's control API, worker processes."""
+"""Real worker processes, the simulator's control API and polling, for tests, benchmarks and fault reports."""
 
 from __future__ import annotations
 
@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from routing import DEAD_LETTER_QUEUE, LANE_QUEUES
+from routing.bootsteps import declare_topology
 from routing.broker import queue_state
 from server_config.celery import app
 
@@ -64,6 +66,15 @@ class Simulator:
         self._post("/__sim/script", {"faults": list(faults)})
 
 
+def purge_lanes() -> None:
+    """Declare the topology and drop every message in the lanes and the dead-letter queue."""
+    with app.connection_for_write() as conn:
+        channel = conn.default_channel
+        declare_topology(channel)
+        for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
+            channel.queue_purge(queue.name)
+
+
 def queue_depth(name: str) -> int:
     """Messages ready in a queue, read from RabbitMQ."""
     with app.connection_for_read() as connection:
@@ -81,28 +92,38 @@ class WorkerPools:
 
     def __init__(self, env: dict[str, str], log_dir: Path) -> None:
         self.env = env
+        log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
+        self.queues: dict[str, list[str]] = {}
 
-    def start(self, pool: str, **overrides: str) -> subprocess.Popen:
-        """Start one pool (through the launcher) and wait until it consumes its queue."""
-        self.stop(pool)
-        env = {**self.env, **{f"WORKER_{pool.upper()}_{k.upper()}": str(v) for k, v in overrides.items()}}
-        log = open(self.log_dir / f"{pool}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(
-            [sys.executable, "-m", "workers", "run", pool, "--loglevel", "INFO"],
-            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-        )
-        self.processes[pool] = process
-        wait_for(lambda: process.poll() is not None or queue_consumers(pool) > 0, timeout=60,
-                 what=f"pool {pool} to consume")
+    def start(self, pool: str, extra_env: dict[str, str] | None = None, **overrides: object) -> subprocess.Popen:
+        """Start one pool (through the launcher) and wait until it consumes its queue.
+
+        `overrides` become WORKER_<POOL>_<SETTING> variables; `extra_env` is passed as is.
+        """
+        env = {**self.env, **(extra_env or {}),
+               **{f"WORKER_{pool.upper()}_{k.upper()}": str(v) for k, v in overrides.items()}}
+        argv = [sys.executable, "-m", "workers", "run", pool, "--loglevel", "INFO"]
+        return self.start_command(pool, argv, env, queues=[pool])
+
+    def start_command(self, name: str, argv: list[str], env: dict[str, str], queues: list[str]) -> subprocess.Popen:
+        """Start any worker command under `name` and wait until it consumes `queues`."""
+        self.stop(name)
+        log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        self.processes[name] = process
+        self.queues[name] = queues
+        wait_for(lambda: process.poll() is not None or all(queue_consumers(q) > 0 for q in queues),
+                 timeout=60, what=f"{name} to consume {queues}")
         if process.poll() is not None:
-            raise AssertionError(f"pool {pool} exited: see {self.log_dir / (pool + '.log')}")
+            raise AssertionError(f"{name} exited: see {self.log_dir / (name + '.log')}")
         return process
 
-    def stop(self, pool: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
-        """Stop one pool and wait until the broker sees no consumer left."""
-        process = self.processes.pop(pool, None)
+    def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Stop one worker and wait until the broker sees no consumer left on its queues."""
+        process = self.processes.pop(name, None)
+        queues = self.queues.pop(name, [])
         if process is None or process.poll() is not None:
             return
         process.send_signal(sig)
@@ -111,7 +132,7 @@ class WorkerPools:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait(timeout=10)
-        wait_for(lambda: queue_consumers(pool) == 0, timeout=30, what=f"pool {pool} to detach")
+        wait_for(lambda: all(queue_consumers(q) == 0 for q in queues), timeout=30, what=f"{name} to detach")
 
     def stop_all(self) -> None:
         """Stop every pool this object started."""
@@ -133,6 +154,10 @@ def worker_env(database_name: str, simulator_url: str) -> dict[str, str]:
         "WEATHER_API_URL": simulator_url,
         "WEATHER_RETRY_BASE_SECONDS": "0.2",
         "WEATHER_READ_TIMEOUT": "1.5",
+        # Quota is lifted unless a test restarts a pool with limits of its own.
+        "WEATHER_QUOTA_PER_MINUTE": "0",
+        "WEATHER_QUOTA_PER_HOUR": "0",
+        "WEATHER_QUOTA_PER_DAY": "0",
         "PYTHONUNBUFFERED": "1",
     })
     return env

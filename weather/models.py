@@ -150,3 +150,26 @@ class RefreshBatch(models.Model):
 
     def __str__(self) -> str:
         return f"run {self.run_id} batch {self.index}: {self.status}"
+
+
+class ProviderQuota(models.Model):
+    """The single row every quota reservation locks; it also holds a pause the provider asked for."""
+
+    paused_until = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"provider quota (paused until {self.paused_until})" if self.paused_until else "provider quota"
+
+
+class QuotaGrant(models.Model):
+    """Locations granted to one provider request; the sliding windows sum these."""
+
+    granted_at = models.DateTimeField(db_index=True)
+    locations = models.PositiveIntegerField()
+    consumer = models.CharField(max_length=16)
+
+    class Meta:
+        ordering = ["granted_at"]
+
+    def __str__(self) -> str:
+        return f"{self.locations} locations for {self.consumer} at {self.granted_at:%H:%M:%S}"

@@ -8,9 +8,14 @@ from dataclasses import dataclass, field
 
 from django.conf import settings
 
+from . import quota
 from .models import City
-from .services import InvalidReadingError, Location, Reading, WeatherService
+from .quota import Consumer
+from .services import InvalidReadingError, Location, Reading, TransientProviderError, WeatherService
 from .storage import upsert_readings
+
+# How long every worker stays away after a 429 that gave no Retry-After.
+DEFAULT_RATE_LIMIT_PAUSE_S = 60.0
 
 
 class UnknownCityError(LookupError):
@@ -27,12 +32,25 @@ def _location(city: City) -> Location:
     return Location(latitude=city.latitude, longitude=city.longitude)
 
 
+def _ask_provider(locations: list[Location], consumer: Consumer) -> list[Reading | InvalidReadingError]:
+    """Reserve quota for the locations, then make the one request; a 429 pauses every worker."""
+    quota.reserve(len(locations), consumer)
+    try:
+        return weather_service().get_current_many(locations)
+    except TransientProviderError as error:
+        if error.status == 429:
+            quota.pause_provider(error.retry_after or DEFAULT_RATE_LIMIT_PAUSE_S)
+        raise
+
+
 def refresh_city(city_id: int) -> dict:
     """Fetch and store the current reading of one city; returns what was stored."""
     city = City.objects.filter(pk=city_id).only("id", "latitude", "longitude").first()
     if city is None:
         raise UnknownCityError(f"city {city_id} does not exist")
-    reading = weather_service().get_current(_location(city))
+    (reading,) = _ask_provider([_location(city)], Consumer.INTERACTIVE)
+    if isinstance(reading, InvalidReadingError):
+        raise reading
     upsert_readings([(city.pk, reading)])
     return {
         "city_id": city.pk,
@@ -58,7 +76,9 @@ def refresh_batch(city_ids: Sequence[int]) -> BatchOutcome:
     found = {city.pk for city in cities}
     for missing in set(city_ids) - found:
         outcome.failed[missing] = "city no longer exists"
-    results = weather_service().get_current_many([_location(city) for city in cities])
+    if not cities:
+        return outcome
+    results = _ask_provider([_location(city) for city in cities], Consumer.BULK)
     good: list[tuple[int, Reading]] = []
     for city, result in zip(cities, results, strict=True):
         if isinstance(result, InvalidReadingError):

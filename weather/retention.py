@@ -11,7 +11,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from .models import WeatherData
+from .models import QuotaGrant, RefreshRun, WeatherData
 
 DELETE_BATCH = 5000
 
@@ -65,5 +65,19 @@ def cleanup(*, progress: dict | None = None, batch_size: int = DELETE_BATCH,
     results, done = delete_in_batches(
         TaskResult.objects.filter(date_done__lt=results_cutoff), batch_size=batch_size, should_stop=should_stop
     )
-    progress.update(task_results_deleted=results, finished=done)
+    progress["task_results_deleted"] = results
+    if not done:
+        return progress
+    # Grants older than the longest quota window no longer count for anything.
+    grants, done = delete_in_batches(
+        QuotaGrant.objects.filter(granted_at__lt=timezone.now() - timedelta(days=2)),
+        batch_size=batch_size, should_stop=should_stop,
+    )
+    progress["quota_grants_deleted"] = grants
+    if not done:
+        return progress
+    runs = RefreshRun.objects.filter(started_at__lt=cutoff)
+    progress["refresh_runs_deleted"] = runs.count()
+    runs.delete()  # few rows a day; their batches go with them
+    progress["finished"] = True
     return progress

@@ -28,9 +28,10 @@ class ProviderError(Exception):
 class TransientProviderError(ProviderError):
     """Worth retrying: timeout, connection error, 5xx or 429."""
 
-    def __init__(self, message: str, retry_after: float | None = None) -> None:
+    def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.status = status
 
 
 class PermanentProviderError(ProviderError):
@@ -178,11 +179,11 @@ class WeatherService:
         status = response.status_code
         if status == 429:
             raise TransientProviderError(
-                f"provider rate limit (429): {_reason(response)}", retry_after=_retry_after(response)
+                f"provider rate limit (429): {_reason(response)}", retry_after=_retry_after(response), status=429
             )
         if status >= 500:
             raise TransientProviderError(
-                f"provider error {status}: {_reason(response)}", retry_after=_retry_after(response)
+                f"provider error {status}: {_reason(response)}", retry_after=_retry_after(response), status=status
             )
         if status != 200:
             raise PermanentProviderError(f"provider refused the request ({status}): {_reason(response)}")

@@ -37,6 +37,9 @@ class FaultConfig:
     bad_value_rate: float = 0.0
     timeout_sleep_s: float = 30.0
     retry_after_s: float = 1.0
+    # Epoch seconds the simulator reports as "now" (0: the real clock), so a test
+    # can refresh twice within one observation slot.
+    fixed_time: float = 0.0
     seed: int = 0
 
     def update(self, values: dict) -> None:
@@ -245,7 +248,7 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             self._send(200, b'{"latitude": 52.5, "current": {"temperature_2m": ', "application/json")
             return
         wanted = [name for name in query.get("current", [""])[0].split(",") if name in UNITS]
-        when = observation_time(time.time())
+        when = observation_time(config.fixed_time or time.time())
         items = []
         for index, (latitude, longitude) in enumerate(zip(latitudes, longitudes, strict=True)):
             values = current_values(latitude, longitude, when)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import random
+from datetime import timedelta
+
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
@@ -11,11 +14,17 @@ from django.utils import timezone
 from . import etl, retention
 from .backoff import retry_delay
 from .models import RefreshBatch, RefreshRun
+from .quota import QuotaExceededError
 from .refresh import active_city_batches, refresh_batch, refresh_city
 from .services import TransientProviderError
 
 # A database that restarts or fails over is a passing fault, like a provider 5xx.
 RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
+# A person waits for an interactive fetch: wait for quota only this long, else say so.
+INTERACTIVE_QUOTA_WAIT_S = 5.0
+# A deferred batch is an ETA message the worker holds unacknowledged; keep each
+# wait well below RabbitMQ's 30-minute consumer timeout and check again after it.
+MAX_QUOTA_DEFERRAL_S = 600.0
 
 
 def _retry(task, exc: Exception):
@@ -31,6 +40,11 @@ def fetch_weather_for_city(self, city_id: int) -> dict:
         return refresh_city(int(city_id))
     except RETRYABLE as exc:
         raise _retry(self, exc) from exc
+    except QuotaExceededError as exc:
+        wait = exc.wait_seconds()
+        if wait <= INTERACTIVE_QUOTA_WAIT_S and self.request.retries < self.max_retries:
+            raise self.retry(exc=exc, countdown=wait) from exc
+        raise
 
 
 @shared_task
@@ -58,6 +72,9 @@ def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) ->
     batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
     try:
         outcome = refresh_batch(city_ids)
+    except QuotaExceededError as exc:
+        _defer_for_quota(run_id, index, city_ids, exc)
+        return
     except RETRYABLE as exc:
         if self.request.retries >= self.max_retries:
             batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
@@ -74,6 +91,26 @@ def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) ->
         error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
         finished_at=timezone.now(),
     )
+
+
+def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExceededError) -> None:
+    """Send the batch again for when quota returns, unless its run will be stale by then.
+
+    A new message rather than a retry: waiting for quota is not a failure and
+    must not use up the batch's retries for real provider errors.
+    """
+    batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
+    started = RefreshRun.objects.filter(pk=run_id).values_list("started_at", flat=True).first()
+    if started is None:
+        return  # the run was deleted: nothing is waiting for this batch
+    deadline = started + timedelta(seconds=settings.WEATHER_REFRESH_DEADLINE_SECONDS)
+    if exc.retry_at > deadline:
+        batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
+                     error=f"quota exhausted until after the run's deadline: {exc}"[:500],
+                     finished_at=timezone.now())
+        return
+    countdown = min(exc.wait_seconds() + random.uniform(0, 1), MAX_QUOTA_DEFERRAL_S)
+    refresh_weather_batch.apply_async(args=[run_id, index, city_ids], countdown=countdown)
 
 
 @shared_task

@@ -1,0 +1,89 @@
+"""Benchmark environment: its own PostgreSQL database and RabbitMQ vhost, set up before Django starts."""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import statistics
+import subprocess
+from pathlib import Path
+
+import psycopg2
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+
+
+def prepare(name: str) -> None:
+    """Point this process (and the workers it starts) at `f_brain_<name>`, then set up Django."""
+    database = f"f_brain_{name}"
+    vhost = f"f_brain_{name}"
+    os.environ.update({
+        "USE_POSTGRES": "true",
+        "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
+        "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
+        "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
+        "POSTGRES_DB": database,
+        "SECRET_KEY": "benchmark-only",
+        "DEBUG": "false",
+        "ALLOWED_HOSTS": "localhost,127.0.0.1",
+        "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "DJANGO_SETTINGS_MODULE": "server_config.settings",
+    })
+    admin = psycopg2.connect(host=os.environ["POSTGRES_HOST"], user=os.environ["POSTGRES_USER"],
+                             password=os.environ["POSTGRES_PASSWORD"], dbname="postgres")
+    admin.autocommit = True
+    with admin.cursor() as cursor:
+        cursor.execute("SELECT 1 FROM pg_database WHERE datname = %s", [database])
+        if cursor.fetchone() is None:
+            cursor.execute(f'CREATE DATABASE "{database}"')
+    admin.close()
+    existing = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True).stdout.split()
+    if vhost not in existing:
+        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
+                   check=True, capture_output=True)
+
+    import django
+
+    django.setup()
+    from django.core.management import call_command
+
+    call_command("migrate", verbosity=0)
+
+
+def percentile(values: list[float], q: float) -> float:
+    """The q-th percentile (0-100) by linear interpolation; NaN for no values."""
+    if not values:
+        return float("nan")
+    if len(values) == 1:
+        return values[0]
+    return statistics.quantiles(values, n=1000, method="inclusive")[max(0, min(998, int(q * 10) - 1))]
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    return {
+        "cpus": os.cpu_count(),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
+    }
+
+
+def print_table(headers: list[str], rows: list[list[object]]) -> None:
+    """A plain aligned table on stdout."""
+    cells = [[f"{c:.3f}" if isinstance(c, float) else str(c) for c in row] for row in rows]
+    widths = [max(len(h), *(len(r[i]) for r in cells)) for i, h in enumerate(headers)]
+    print("  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)))
+    for row in cells:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
+
+
+def write_json(name: str, payload: dict) -> Path:
+    """Save results under bench/results/."""
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    path = RESULTS / f"{name}.json"
+    path.write_text(json.dumps(payload, indent=2, default=str))
+    return path

@@ -1,0 +1,98 @@
+"""Bulk refresh at provider scale with real workers: batching, quota across processes, faults, progress."""
+
+import math
+import time
+from io import StringIO
+
+import pytest
+from django.conf import settings
+from django.core.management import call_command
+
+from routing import Priority
+from tools.harness import purge_lanes, wait_for
+from weather.dispatch import enqueue_city_fetch
+from weather.models import RefreshBatch, RefreshRun, WeatherData
+from weather.tasks import update_all_weather_data
+
+from .factories import make_cities, make_city
+
+pytestmark = pytest.mark.integration
+
+FROZEN = 1_790_000_000.0  # one fixed observation slot for runs that must not straddle two
+
+
+def _run_and_wait(timeout: float = 60) -> dict:
+    summary = update_all_weather_data.delay().get(timeout=30)
+    run = RefreshRun.objects.get(pk=summary["run_id"])
+    return wait_for(lambda: (s := run.summary())["finished"] and s, timeout=timeout, what="the refresh")
+
+
+def test_refresh_makes_one_request_per_batch_and_no_duplicates(live, sim):
+    sim.configure(fixed_time=FROZEN)
+    cities = make_cities(450)
+    summary = _run_and_wait()
+    batches = math.ceil(450 / settings.WEATHER_BATCH_SIZE)
+    assert summary == {**summary, "batches": batches, "cities_refreshed": 450, "cities_failed": 0}
+    stats = sim.stats()
+    assert (stats["requests"], stats["locations"]) == (batches, 450)
+    assert WeatherData.objects.count() == 450
+
+    _run_and_wait()
+    assert WeatherData.objects.count() == 450, "the same observation is stored once"
+    assert set(WeatherData.objects.values_list("city_id", flat=True)) == {c.pk for c in cities}
+    assert sim.stats()["requests"] == 2 * batches
+
+
+def test_one_bad_location_fails_alone(live, sim):
+    make_cities(30)
+    sim.script("bad_value")
+    summary = _run_and_wait()
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (29, 1)
+    assert "relative_humidity_2m" in RefreshBatch.objects.get().error
+
+
+def test_a_429_and_a_5xx_inside_one_refresh_are_retried_and_it_completes(live, sim):
+    make_cities(450)
+    sim.configure(retry_after_s=0.3)
+    sim.script("rate_limit", "error")
+    summary = _run_and_wait()
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (450, 0)
+    served = sim.stats()["served"]
+    assert served == {"rate_limit": 1, "error": 1, "ok": summary["batches"]}
+
+
+def test_quota_is_shared_by_processes_and_the_interactive_reserve_holds(live, sim):
+    limited = {"WEATHER_QUOTA_PER_MINUTE": "100", "WEATHER_QUOTA_PER_HOUR": "1000",
+               "WEATHER_QUOTA_PER_DAY": "5000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.2",
+               "WEATHER_BATCH_SIZE": "20"}
+    live.start("bulk", extra_env=limited, concurrency=2)
+    live.start("interactive", extra_env=limited, concurrency=2)
+    try:
+        make_cities(200)
+        result = update_all_weather_data.delay().get(timeout=30)
+        run = RefreshRun.objects.get(pk=result["run_id"])
+        # Two bulk processes race for 80 locations (100 less the 20 % reserve).
+        wait_for(lambda: run.summary()["batches_done"] == 4, timeout=30, what="four batches")
+        time.sleep(2)  # any over-grant would show up now
+        assert sim.stats()["locations"] == 80
+        assert run.summary()["batches_done"] == 4, "the other batches wait for quota"
+        assert RefreshBatch.objects.filter(run=run, status="pending").count() == 6
+
+        person = make_city()
+        enqueue_city_fetch(person.pk, Priority.CLICK)
+        wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=20,
+                 what="the interactive fetch inside the reserve")
+        assert sim.stats()["locations"] == 81
+    finally:
+        live.stop("bulk")
+        live.stop("interactive")
+        purge_lanes()  # the deferred batches must not run in later tests
+        live.start("bulk", concurrency=2)
+        live.start("interactive", concurrency=2)
+
+
+def test_refresh_all_command_waits_and_prints_the_summary(live, sim):
+    make_cities(45)
+    out = StringIO()
+    call_command("refresh_all", "--wait", "--timeout", "60", stdout=out, stderr=StringIO())
+    assert "refreshed 45 of 45 cities in 1 batches; 0 failed" in out.getvalue()

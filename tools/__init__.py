@@ -1,0 +1,1 @@
+"""Shared machinery for tests, benchmarks and fault reports: real processes, simulator control."""

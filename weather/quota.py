@@ -1,0 +1,146 @@
+"""The provider quota, shared by every worker on every host through the database.
+
+Open-Meteo counts each location as a call and limits a client per minute, hour
+and day. Celery's `rate_limit` is per worker process, so it cannot enforce that:
+instead every provider request first reserves its locations here. Reservations
+are serialised by a row lock on the one ProviderQuota row (PostgreSQL
+`SELECT ... FOR UPDATE`; SQLite serialises writers anyway), then checked against
+sliding windows over the grants of the last minute, hour and day. Sliding windows
+never exceed the limit whichever way the provider aligns its own windows.
+
+A share of each window is kept for the interactive lane: bulk may fill the
+window only up to `limit * (1 - reserve)`, so a refresh of thousands of cities
+never starves a person's click.
+"""
+
+from __future__ import annotations
+
+import enum
+import math
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q, Sum
+from django.utils import timezone
+
+from .models import ProviderQuota, QuotaGrant
+
+PERIODS: tuple[tuple[str, timedelta], ...] = (
+    ("minute", timedelta(minutes=1)),
+    ("hour", timedelta(hours=1)),
+    ("day", timedelta(days=1)),
+)
+
+
+class Consumer(enum.StrEnum):
+    """Who asks for quota; only the interactive consumer may use the reserve."""
+
+    INTERACTIVE = "interactive"
+    BULK = "bulk"
+
+
+class QuotaExceededError(Exception):
+    """No quota now; `retry_at` says when enough of it comes back."""
+
+    def __init__(self, message: str, retry_at: datetime) -> None:
+        super().__init__(f"{message}; quota returns at {retry_at:%H:%M:%S} UTC")
+        self.retry_at = retry_at
+
+    def wait_seconds(self, now: datetime | None = None) -> float:
+        """Seconds until quota returns."""
+        return max(0.0, (self.retry_at - (now or timezone.now())).total_seconds())
+
+
+@dataclass(frozen=True)
+class QuotaLimits:
+    """Locations allowed per period (0 = unlimited) and the interactive reserve share."""
+
+    per_minute: int
+    per_hour: int
+    per_day: int
+    interactive_reserve: float
+
+    @classmethod
+    def from_settings(cls) -> QuotaLimits:
+        """The limits configured in settings (WEATHER_QUOTA_*)."""
+        return cls(settings.WEATHER_QUOTA_PER_MINUTE, settings.WEATHER_QUOTA_PER_HOUR,
+                   settings.WEATHER_QUOTA_PER_DAY, settings.WEATHER_QUOTA_INTERACTIVE_RESERVE)
+
+    def limit(self, period: str) -> int:
+        """The configured limit of one period."""
+        return {"minute": self.per_minute, "hour": self.per_hour, "day": self.per_day}[period]
+
+    def cap(self, period: str, consumer: Consumer) -> int | None:
+        """What this consumer may fill the period up to; None when unlimited."""
+        limit = self.limit(period)
+        if limit <= 0:
+            return None
+        if consumer is Consumer.INTERACTIVE:
+            return limit
+        return math.floor(limit * (1 - self.interactive_reserve))
+
+
+def _lock() -> ProviderQuota:
+    try:
+        return ProviderQuota.objects.select_for_update().get(pk=1)
+    except ProviderQuota.DoesNotExist:
+        ProviderQuota.objects.get_or_create(pk=1)
+        return ProviderQuota.objects.select_for_update().get(pk=1)
+
+
+def _window_usage(now: datetime) -> dict[str, int]:
+    aggregates = {
+        name: Sum("locations", filter=Q(granted_at__gt=now - span), default=0) for name, span in PERIODS
+    }
+    return QuotaGrant.objects.filter(granted_at__gt=now - PERIODS[-1][1]).aggregate(**aggregates)
+
+
+def _when_room(period: str, span: timedelta, now: datetime, excess: int) -> datetime:
+    """When enough of the period's oldest grants expire to free `excess` locations."""
+    freed = 0
+    grants = QuotaGrant.objects.filter(granted_at__gt=now - span).order_by("granted_at")
+    for granted_at, locations in grants.values_list("granted_at", "locations").iterator():
+        freed += locations
+        if freed >= excess:
+            return granted_at + span
+    return now + span
+
+
+def reserve(locations: int, consumer: Consumer, limits: QuotaLimits | None = None) -> None:
+    """Take `locations` from every window, or raise QuotaExceededError taking nothing."""
+    limits = limits or QuotaLimits.from_settings()
+    for name, _ in PERIODS:
+        cap = limits.cap(name, consumer)
+        if cap is not None and locations > cap:
+            raise ValueError(f"{locations} locations can never fit the {consumer} cap of {cap} per {name}")
+    with transaction.atomic():
+        quota = _lock()
+        now = timezone.now()
+        if quota.paused_until and quota.paused_until > now:
+            raise QuotaExceededError(f"provider asked to pause until {quota.paused_until:%H:%M:%S}",
+                                     quota.paused_until)
+        usage = _window_usage(now)
+        for name, span in PERIODS:
+            cap = limits.cap(name, consumer)
+            if cap is not None and usage[name] + locations > cap:
+                retry_at = _when_room(name, span, now, usage[name] + locations - cap)
+                raise QuotaExceededError(
+                    f"{consumer} quota per {name} is used up ({usage[name]}/{cap} locations)", retry_at)
+        QuotaGrant.objects.create(granted_at=now, locations=locations, consumer=consumer)
+
+
+def pause_provider(seconds: float) -> None:
+    """Honour a provider 429 for every worker: no reservation succeeds for `seconds`."""
+    until = timezone.now() + timedelta(seconds=seconds)
+    with transaction.atomic():
+        quota = _lock()
+        if quota.paused_until is None or quota.paused_until < until:
+            quota.paused_until = until
+            quota.save(update_fields=["paused_until"])
+
+
+def usage(now: datetime | None = None) -> dict[str, int]:
+    """Locations granted in each sliding window, for the operator's view."""
+    return _window_usage(now or timezone.now())
