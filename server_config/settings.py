@@ -117,6 +117,11 @@ LOGGING = {
     "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
 }
 
+# Refresh requests a client may make per minute (all web processes together).
+REFRESH_RATE_LIMIT_PER_MINUTE = env_int("REFRESH_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
+# Proxies in front of the web process that append to X-Forwarded-For (0: trust none).
+NUM_TRUSTED_PROXIES = env_int("NUM_TRUSTED_PROXIES", 0, minimum=0)
+
 # --- Weather provider -----------------------------------------------------------
 WEATHER_API_URL = env_str("WEATHER_API_URL", "https://api.open-meteo.com/v1/forecast")
 # Open-Meteo accepts at most 1,000 locations a request; 200 keeps the GET URL near

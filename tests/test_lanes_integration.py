@@ -28,7 +28,7 @@ def _worker_of(task_id: str) -> str:
 
 def test_each_kind_of_task_runs_on_its_own_pool(live):
     city = make_city()
-    fetch_id = enqueue_city_fetch(city.pk, Priority.CLICK)
+    fetch_id = enqueue_city_fetch(city.pk, Priority.CLICK).task_id
     refresh = update_all_weather_data.delay()
     cleanup = cleanup_old_weather_data.delay()
     etl = extract_data.delay()
@@ -103,7 +103,7 @@ def test_a_message_rejected_for_good_lands_in_dead_letter(live, sim):
         conn.default_channel.queue_purge(DEAD_LETTER_QUEUE.name)
     city = make_city()
     sim.script("malformed")
-    task_id = enqueue_city_fetch(city.pk, Priority.API)
+    task_id = enqueue_city_fetch(city.pk, Priority.API).task_id
     wait_for(lambda: queue_depth(DEAD_LETTER_QUEUE.name) == 1, timeout=30, what="a dead letter")
     with app.connection_for_read() as conn:
         message = conn.default_channel.basic_get(DEAD_LETTER_QUEUE.name, no_ack=True)

@@ -8,3 +8,7 @@ class WeatherConfig(AppConfig):
 
     default_auto_field = "django.db.models.BigAutoField"
     name = "weather"
+
+    def ready(self) -> None:
+        """Connect the metrics signal handlers in every process (web, workers, beat)."""
+        from . import metrics  # noqa: F401

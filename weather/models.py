@@ -173,3 +173,29 @@ class QuotaGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.locations} locations for {self.consumer} at {self.granted_at:%H:%M:%S}"
+
+
+class PendingFetch(models.Model):
+    """The one queued-or-running fetch of a city; further requests get its task id."""
+
+    city = models.OneToOneField(City, on_delete=models.CASCADE, related_name="pending_fetch")
+    task_id = models.CharField(max_length=64, unique=True)
+    created_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"fetch of {self.city_id} as {self.task_id}"
+
+
+class RateCounter(models.Model):
+    """Requests of one client in one fixed window, shared by every web process."""
+
+    key = models.CharField(max_length=128)
+    window_start = models.DateTimeField()
+    count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [models.UniqueConstraint(fields=["key", "window_start"], name="ratecounter_unique_window")]
+        indexes = [models.Index(fields=["window_start"], name="ratecounter_window_idx")]
+
+    def __str__(self) -> str:
+        return f"{self.key} @ {self.window_start:%H:%M}: {self.count}"

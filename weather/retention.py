@@ -11,7 +11,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from .models import QuotaGrant, RefreshRun, WeatherData
+from .models import QuotaGrant, RateCounter, RefreshRun, WeatherData
 
 DELETE_BATCH = 5000
 
@@ -76,6 +76,7 @@ def cleanup(*, progress: dict | None = None, batch_size: int = DELETE_BATCH,
     progress["quota_grants_deleted"] = grants
     if not done:
         return progress
+    RateCounter.objects.filter(window_start__lt=timezone.now() - timedelta(days=1)).delete()
     runs = RefreshRun.objects.filter(started_at__lt=cutoff)
     progress["refresh_runs_deleted"] = runs.count()
     runs.delete()  # few rows a day; their batches go with them

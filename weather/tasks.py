@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from datetime import timedelta
 
-from celery import shared_task
+from celery import Task, shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from . import etl, retention
 from .backoff import retry_delay
-from .models import RefreshBatch, RefreshRun
+from .models import PendingFetch, RefreshBatch, RefreshRun
 from .quota import QuotaExceededError
 from .refresh import active_city_batches, refresh_batch, refresh_city
 from .services import TransientProviderError
@@ -33,7 +33,16 @@ def _retry(task, exc: Exception):
     return task.retry(exc=exc, countdown=delay)
 
 
-@shared_task(bind=True, max_retries=3)
+class CityFetchTask(Task):
+    """Releases the city's pending-fetch slot once the fetch has ended for good."""
+
+    def after_return(self, status: str, retval: object, task_id: str, args: tuple, kwargs: dict,
+                     einfo: object) -> None:
+        if status != "RETRY":
+            PendingFetch.objects.filter(task_id=task_id).delete()
+
+
+@shared_task(bind=True, base=CityFetchTask, max_retries=3)
 def fetch_weather_for_city(self, city_id: int) -> dict:
     """Fetch and store one city's current weather (interactive lane)."""
     try:

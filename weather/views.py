@@ -6,6 +6,7 @@ import uuid as uuid_lib
 from datetime import date
 
 from celery.result import AsyncResult
+from django.conf import settings
 from django.core.paginator import EmptyPage, Paginator
 from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, JsonResponse
@@ -17,6 +18,7 @@ from routing import Priority
 
 from .dispatch import BrokerUnavailableError, enqueue_city_fetch, enqueue_daily_summary
 from .models import City, WeatherData
+from .ratelimit import client_key, hit
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
@@ -36,18 +38,60 @@ def _positive_int(raw: str) -> int | None:
     return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
 
 
-@csrf_exempt  # API clients authenticate per request, not with a session cookie
-@require_POST
-def refresh_city(request: HttpRequest, city_id: str) -> JsonResponse:
-    """Enqueue a priority fetch of one city; 202 with the task id."""
+def _positive_int_or_404(city_id: str) -> int | JsonResponse:
     pk = _positive_int(city_id)
     if pk is None or not City.objects.filter(pk=pk).exists():
-        return error_response(404, f"no city with id {city_id!r}")
+        return error_response(404, f"no city with id {city_id[:32]!r}")
+    return pk
+
+
+def enqueue_refresh(request: HttpRequest, city_id: str, priority: Priority) -> JsonResponse:
+    """The refresh flow shared by the API and the dashboard: validate, rate-limit, enqueue."""
+    pk = _positive_int_or_404(city_id)
+    if isinstance(pk, JsonResponse):
+        return pk
+    wait = hit(client_key(request), settings.REFRESH_RATE_LIMIT_PER_MINUTE)
+    if wait is not None:
+        response = error_response(429, "too many refresh requests; slow down", retry_after=int(wait))
+        response["Retry-After"] = str(int(wait))
+        return response
     try:
-        task_id = enqueue_city_fetch(pk, Priority.API)
+        enqueued = enqueue_city_fetch(pk, priority)
     except BrokerUnavailableError:
-        return error_response(503, "the task queue is unavailable; try again shortly", retry_after=5)
-    return _task_accepted(task_id, city_id=pk)
+        response = error_response(503, "the task queue is unavailable; try again shortly", retry_after=5)
+        response["Retry-After"] = "5"
+        return response
+    return _task_accepted(enqueued.task_id, city_id=pk, deduplicated=enqueued.deduplicated)
+
+
+@csrf_exempt  # API clients send no session cookie; the rate limit, de-duplication and quota guard it
+@require_POST
+def refresh_city(request: HttpRequest, city_id: str) -> JsonResponse:
+    """Enqueue a fetch of one city at API priority; 202 with the task id."""
+    return enqueue_refresh(request, city_id, Priority.API)
+
+
+@require_GET
+def city_detail(request: HttpRequest, city_id: str) -> JsonResponse:
+    """One city with its latest reading."""
+    pk = _positive_int_or_404(city_id)
+    if isinstance(pk, JsonResponse):
+        return pk
+    city = City.objects.get(pk=pk)
+    latest = WeatherData.objects.filter(city=city).order_by("-observed_at").first()
+    return JsonResponse({**_city_json(city), "latest": _reading_json(latest)})
+
+
+def _city_json(city: City) -> dict:
+    return {"id": city.pk, "name": city.name, "country_code": city.country_code,
+            "latitude": city.latitude, "longitude": city.longitude}
+
+
+def _reading_json(reading: WeatherData | None) -> dict | None:
+    if reading is None:
+        return None
+    return {"temperature": reading.temperature, "humidity": reading.humidity, "pressure": reading.pressure,
+            "observed_at": reading.observed_at.isoformat(), "fetched_at": reading.fetched_at.isoformat()}
 
 
 def _describe(result: AsyncResult) -> dict:

@@ -1,0 +1,86 @@
+"""End to end in headless Chromium: search, Refresh, the reading appears; the operator sees three lanes."""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connections
+
+from tools.harness import ROOT
+
+from .factories import make_city
+
+pytestmark = pytest.mark.integration
+
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+ARTIFACTS = ROOT / "test-artifacts"
+# Flags for a closed network, as root, with no GPU (see the machine notes).
+NO_VALUE = "\u2013"  # the dashboard's en dash for "no reading yet"
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
+
+
+@pytest.fixture
+def browser_page(monkeypatch):
+    if not Path(CHROMIUM).exists():
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing: .ci/run installs Debian's chromium package")
+        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the ORM calls the
+    # test makes between browser steps are still plain synchronous code.
+    monkeypatch.setenv("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        context = browser.new_context(viewport={"width": 1280, "height": 800})
+        page = context.new_page()
+        page.set_default_timeout(20_000)
+        try:
+            yield page
+        finally:
+            # While Playwright's loop runs, Django's context-local connection handler
+            # gives this thread a connection of its own: close it here, inside that
+            # context, or it outlives the test and holds the test database open.
+            connections.close_all()
+            context.close()
+            browser.close()
+
+
+def test_dashboard_refresh_and_operations_in_a_real_browser(live, live_server, browser_page):
+    ARTIFACTS.mkdir(exist_ok=True)
+    page = browser_page
+    paris = make_city("Paris", 48.8566, 2.3522, population=2_100_000)
+    make_city("Lyon", 45.75, 4.85, population=500_000)
+
+    page.goto(f"{live_server.url}/")
+    page.fill("input[name=q]", "Paris")
+    page.click("form[role=search] button[type=submit]")
+    rows = page.locator("#cities tbody tr")
+    assert rows.count() == 1
+    row = page.locator(f"tr[data-city-id='{paris.pk}']")
+    assert row.locator(".temperature").inner_text() == NO_VALUE
+
+    row.locator("button.refresh").click()
+    row.locator(".state", has_text="SUCCESS").wait_for()
+    temperature = row.locator(".temperature").inner_text()
+    assert temperature != NO_VALUE
+    assert float(temperature) == paris.readings.get().temperature
+    assert "s" in row.locator(".state").inner_text()  # how long it took
+    page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    User.objects.create_user("operator", password="correct horse battery staple", is_staff=True)
+    page.goto(f"{live_server.url}/ops/")
+    page.fill("input[name=username]", "operator")
+    page.fill("input[name=password]", "correct horse battery staple")
+    page.click("input[type=submit]")
+    page.locator("#lanes").wait_for()
+    lanes = page.locator("section.lane")
+    assert sorted(lanes.nth(i).get_attribute("data-lane") for i in range(lanes.count())) == [
+        "bulk", "interactive", "maintenance"]
+    for i in range(lanes.count()):
+        assert int(lanes.nth(i).locator(".consumers").inner_text()) >= 1
+    page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)

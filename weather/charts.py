@@ -1,0 +1,25 @@
+"""Server-rendered sparklines: a temperature history as SVG polyline points."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+
+
+def sparkline_points(history: Sequence[tuple[datetime, float]], width: int = 120, height: int = 30,
+                     pad: float = 2.0) -> str:
+    """Points for an SVG polyline, oldest at the left, scaled to the box; '' below two readings."""
+    if len(history) < 2:
+        return ""
+    times = [moment.timestamp() for moment, _ in history]
+    values = [value for _, value in history]
+    t0, t1 = min(times), max(times)
+    low, high = min(values), max(values)
+    span_t = (t1 - t0) or 1.0
+    span_v = (high - low) or 1.0
+    points = []
+    for moment, value in zip(times, values, strict=True):
+        x = pad + (moment - t0) / span_t * (width - 2 * pad)
+        y = height - pad - (value - low) / span_v * (height - 2 * pad)
+        points.append(f"{x:.1f},{y:.1f}")
+    return " ".join(points)

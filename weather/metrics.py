@@ -1,0 +1,107 @@
+"""Prometheus metrics fed by Celery signals in publishers and workers, exposed by /metrics.
+
+Worker processes and the web process share counters and histograms through
+prometheus-client's multiprocess mode when PROMETHEUS_MULTIPROC_DIR names a
+directory they all see (scripts/run and the tests set it; in docker-compose a
+shared volume). Queue depth and consumers are read from the broker at scrape time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator
+from datetime import datetime
+from typing import Any
+
+from celery import signals
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from routing import LANES
+from routing.broker import queue_state
+
+ENQUEUED_AT_HEADER = "f_brain_enqueued_at"
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
+
+TASKS = Counter("f_brain_tasks", "Tasks that ended a run, by lane, task and state", ["lane", "task", "state"])
+QUEUE_WAIT = Histogram("f_brain_task_queue_wait_seconds", "From enqueue (or ETA) to start", ["lane"],
+                       buckets=LATENCY_BUCKETS)
+RUNTIME = Histogram("f_brain_task_runtime_seconds", "Run time of a task", ["lane", "task"], buckets=LATENCY_BUCKETS)
+
+_started: dict[str, float] = {}
+
+
+def _lane(task: Any) -> str:
+    info = getattr(task.request, "delivery_info", None) or {}
+    return info.get("routing_key") or "unknown"
+
+
+@signals.before_task_publish.connect
+def stamp_enqueue_time(headers: dict | None = None, **_: Any) -> None:
+    """Record when each message (and each retry) was published."""
+    if headers is not None:
+        headers[ENQUEUED_AT_HEADER] = time.time()
+
+
+@signals.task_prerun.connect
+def observe_queue_wait(task_id: str | None = None, task: Any = None, **_: Any) -> None:
+    """Enqueue-to-start, counted from the ETA for delayed messages."""
+    now = time.time()
+    _started[task_id] = time.perf_counter()
+    enqueued = getattr(task.request, ENQUEUED_AT_HEADER, None)
+    if not isinstance(enqueued, (int, float)):
+        return
+    eta = getattr(task.request, "eta", None)
+    if isinstance(eta, str):
+        with contextlib.suppress(ValueError):
+            enqueued = max(enqueued, datetime.fromisoformat(eta).timestamp())
+    QUEUE_WAIT.labels(_lane(task)).observe(max(0.0, now - enqueued))
+
+
+@signals.task_postrun.connect
+def observe_run(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
+    """Run time and final state of one run (RETRY counts as a state of its own)."""
+    started = _started.pop(task_id, None)
+    lane = _lane(task)
+    if started is not None:
+        RUNTIME.labels(lane, task.name).observe(time.perf_counter() - started)
+    TASKS.labels(lane, task.name, state or "UNKNOWN").inc()
+
+
+class BrokerCollector(Collector):
+    """Queue depth and consumers per lane, asked of the broker at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        from server_config.celery import app
+
+        depth = GaugeMetricFamily("f_brain_queue_depth", "Messages ready in a lane's queue", labels=["lane"])
+        consumers = GaugeMetricFamily("f_brain_queue_consumers", "Consumers of a lane's queue", labels=["lane"])
+        up = GaugeMetricFamily("f_brain_broker_up", "Whether the broker answered this scrape")
+        try:
+            with app.connection_for_read() as connection:
+                connection.ensure_connection(max_retries=1)
+                for lane in LANES:
+                    state = queue_state(connection, lane.name)
+                    depth.add_metric([lane.name], state.messages)
+                    consumers.add_metric([lane.name], state.consumers)
+            up.add_metric([], 1)
+        except Exception:
+            up.add_metric([], 0)
+        yield from (depth, consumers, up)
+
+
+def render() -> bytes:
+    """The exposition text for /metrics."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        registry = CollectorRegistry()
+        for collector in (TASKS, QUEUE_WAIT, RUNTIME):
+            registry.register(collector)
+    registry.register(BrokerCollector())
+    return generate_latest(registry)
+

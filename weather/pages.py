@@ -1,0 +1,77 @@
+"""HTML pages: the dashboard for everyone, the operator's view for staff."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import timedelta
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
+from django.db.models import OuterRef, Subquery
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.views.decorators.http import require_GET, require_POST
+
+from routing import Priority
+
+from .charts import sparkline_points
+from .models import City, WeatherData
+from .ops import lanes_status
+from .views import enqueue_refresh, error_response
+
+PAGE_SIZE = 25
+HISTORY = timedelta(hours=48)
+
+
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    """Cities with their latest reading and a temperature sparkline; searchable, paginated."""
+    query = request.GET.get("q", "").strip()[:100]
+    latest = WeatherData.objects.filter(city=OuterRef("pk")).order_by("-observed_at")
+    cities = City.objects.order_by("-population", "name", "pk").annotate(
+        temperature=Subquery(latest.values("temperature")[:1]),
+        humidity=Subquery(latest.values("humidity")[:1]),
+        pressure=Subquery(latest.values("pressure")[:1]),
+        observed_at=Subquery(latest.values("observed_at")[:1]),
+    )
+    if query:
+        cities = cities.filter(name__icontains=query)
+    page = Paginator(cities, PAGE_SIZE).get_page(request.GET.get("page"))
+    ids = [city.pk for city in page.object_list]
+    history: dict[int, list] = defaultdict(list)
+    since = timezone.now() - HISTORY
+    for city_id, observed_at, temperature in (
+        WeatherData.objects.filter(city_id__in=ids, observed_at__gte=since)
+        .order_by("city_id", "observed_at").values_list("city_id", "observed_at", "temperature")
+    ):
+        history[city_id].append((observed_at, temperature))
+    rows = [{"city": city, "points": sparkline_points(history[city.pk])} for city in page.object_list]
+    return render(request, "weather/dashboard.html", {"page": page, "rows": rows, "query": query})
+
+
+@require_POST
+def dashboard_refresh(request: HttpRequest, city_id: str) -> JsonResponse:
+    """The dashboard's Refresh button: a person's click, CSRF-checked, at the highest priority."""
+    return enqueue_refresh(request, city_id, Priority.CLICK)
+
+
+@staff_member_required
+@require_GET
+def ops(request: HttpRequest) -> HttpResponse:
+    """Lanes, pools, outcomes, schedules and dead letters at a glance."""
+    try:
+        status = lanes_status()
+    except OSError as error:
+        return render(request, "weather/ops.html", {"error": f"broker unreachable: {error}"}, status=503)
+    return render(request, "weather/ops.html", {"status": status})
+
+
+@staff_member_required
+@require_GET
+def ops_queues_json(request: HttpRequest) -> JsonResponse:
+    """The operator's view as JSON (GET /api/ops/queues)."""
+    try:
+        return JsonResponse(lanes_status())
+    except OSError as error:
+        return error_response(503, f"broker unreachable: {error}")
