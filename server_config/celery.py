@@ -8,7 +8,7 @@ from routing.bootsteps import DeclareTopology
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server_config.settings")
 
-app = Celery("server")
+app = Celery("server", task_cls="weather.guard:CrashGuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["consumer"].add(DeclareTopology)

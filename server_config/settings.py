@@ -214,6 +214,10 @@ if _POOL is not None:
     # cancelling the running copy avoids two copies running at once.
     CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = _POOL.acks_late
 
+# A message whose run was cut short this many times (its worker process died) is
+# rejected into the dead-letter queue instead of crashing workers forever.
+TASK_MAX_CRASHES = env_int("TASK_MAX_CRASHES", 3, minimum=1)
+
 # Beat: schedules live in the database (editable in the admin); this dict seeds it.
 # `expire_seconds`, not `expires`: the DatabaseScheduler silently drops `expires`
 # from entry options (tests/test_beat_schedule.py holds it to that).

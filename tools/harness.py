@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -111,7 +112,9 @@ class WorkerPools:
         """Start any worker command under `name` and wait until it consumes `queues`."""
         self.stop(name)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # Its own session, so kill() can take the whole pool (main process and children) at once.
+        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                   start_new_session=True)
         self.processes[name] = process
         self.queues[name] = queues
         wait_for(lambda: process.poll() is not None or all(queue_consumers(q) > 0 for q in queues),
@@ -133,6 +136,27 @@ class WorkerPools:
             process.kill()
             process.wait(timeout=10)
         wait_for(lambda: all(queue_consumers(q) == 0 for q in queues), timeout=30, what=f"{name} to detach")
+
+    def kill(self, name: str) -> None:
+        """SIGKILL a whole worker, main process and children, as a crash or OOM kill would."""
+        process = self.processes.pop(name)
+        self.queues.pop(name, None)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+
+    def kill_children(self, name: str) -> list[int]:
+        """SIGKILL the prefork children of a worker (the parent replaces them)."""
+        pids = self.child_pids(name)
+        for pid in pids:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+        return pids
+
+    def alive(self, name: str) -> bool:
+        """The worker's main process is still running."""
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
 
     def stop_all(self) -> None:
         """Stop every pool this object started."""

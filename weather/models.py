@@ -99,6 +99,8 @@ class RefreshRun(models.Model):
     """One refresh of every active city, fanned out as batches on the bulk lane."""
 
     started_at = models.DateTimeField(default=timezone.now)
+    # The dispatching task's id: a redelivered dispatch finds its run instead of starting another.
+    task_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
     batch_size = models.PositiveIntegerField()
     batches_total = models.PositiveIntegerField(default=0)
     cities_total = models.PositiveIntegerField(default=0)
@@ -199,3 +201,16 @@ class RateCounter(models.Model):
 
     def __str__(self) -> str:
         return f"{self.key} @ {self.window_start:%H:%M}: {self.count}"
+
+
+class TaskAttempt(models.Model):
+    """Starts of one task message that have not finished: each one past the first is a crash."""
+
+    task_id = models.CharField(max_length=64, unique=True)
+    task_name = models.CharField(max_length=200)
+    lane = models.CharField(max_length=32, blank=True)
+    starts = models.PositiveIntegerField(default=0)
+    last_started_at = models.DateTimeField(default=timezone.now)
+
+    def __str__(self) -> str:
+        return f"{self.task_name}[{self.task_id}] started {self.starts} times"

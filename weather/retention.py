@@ -11,7 +11,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from .models import QuotaGrant, RateCounter, RefreshRun, WeatherData
+from .models import QuotaGrant, RateCounter, RefreshRun, TaskAttempt, WeatherData
 
 DELETE_BATCH = 5000
 
@@ -77,6 +77,8 @@ def cleanup(*, progress: dict | None = None, batch_size: int = DELETE_BATCH,
     if not done:
         return progress
     RateCounter.objects.filter(window_start__lt=timezone.now() - timedelta(days=1)).delete()
+    # Crash counters explain dead letters; keep them as long as the readings.
+    TaskAttempt.objects.filter(last_started_at__lt=cutoff).delete()
     runs = RefreshRun.objects.filter(started_at__lt=cutoff)
     progress["refresh_runs_deleted"] = runs.count()
     runs.delete()  # few rows a day; their batches go with them

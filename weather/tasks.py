@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
 from datetime import timedelta
 
-from celery import Task, shared_task
+from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, transaction
+from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import etl, retention
 from .backoff import retry_delay
+from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch, RefreshRun
 from .quota import QuotaExceededError
 from .refresh import active_city_batches, refresh_batch, refresh_city
@@ -33,11 +36,12 @@ def _retry(task, exc: Exception):
     return task.retry(exc=exc, countdown=delay)
 
 
-class CityFetchTask(Task):
+class CityFetchTask(CrashGuardedTask):
     """Releases the city's pending-fetch slot once the fetch has ended for good."""
 
     def after_return(self, status: str, retval: object, task_id: str, args: tuple, kwargs: dict,
                      einfo: object) -> None:
+        super().after_return(status, retval, task_id, args, kwargs, einfo)
         if status != "RETRY":
             PendingFetch.objects.filter(task_id=task_id).delete()
 
@@ -56,21 +60,33 @@ def fetch_weather_for_city(self, city_id: int) -> dict:
         raise
 
 
-@shared_task
-def update_all_weather_data() -> dict:
-    """Fan the refresh of every active city out as one bulk task per provider batch."""
-    batch_size = settings.WEATHER_BATCH_SIZE
-    batches = list(active_city_batches(batch_size))
-    with transaction.atomic():
-        run = RefreshRun.objects.create(
-            batch_size=batch_size,
-            batches_total=len(batches),
-            cities_total=sum(len(batch) for batch in batches),
-        )
-        RefreshBatch.objects.bulk_create(
-            RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches)
-        )
-    for index, batch in enumerate(batches):
+@shared_task(bind=True)
+def update_all_weather_data(self) -> dict:
+    """Fan the refresh of every active city out as one bulk task per provider batch.
+
+    Idempotent per message: a redelivered dispatch (its worker died midway) finds
+    its run by task id and sends again only the batches not done yet; a batch
+    sent twice is harmless, since storing readings is an upsert.
+    """
+    run = RefreshRun.objects.filter(task_id=self.request.id).first() if self.request.id else None
+    if run is None:
+        batch_size = settings.WEATHER_BATCH_SIZE
+        batches = list(active_city_batches(batch_size))
+        with transaction.atomic():
+            run = RefreshRun.objects.create(
+                task_id=self.request.id,
+                batch_size=batch_size,
+                batches_total=len(batches),
+                cities_total=sum(len(batch) for batch in batches),
+            )
+            RefreshBatch.objects.bulk_create(
+                RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches)
+            )
+        pending = list(enumerate(batches))
+    else:
+        indexes = set(run.batches.filter(status=RefreshBatch.Status.PENDING).values_list("index", flat=True))
+        pending = [(i, b) for i, b in enumerate(active_city_batches(run.batch_size)) if i in indexes]
+    for index, batch in pending:
         refresh_weather_batch.apply_async(args=[run.pk, index, batch])
     return run.summary()
 
@@ -81,25 +97,29 @@ def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) ->
     batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
     try:
         outcome = refresh_batch(city_ids)
+        batch.update(
+            status=RefreshBatch.Status.DONE,
+            refreshed=outcome.refreshed,
+            failed=len(outcome.failed),
+            error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
+            finished_at=timezone.now(),
+        )
     except QuotaExceededError as exc:
         _defer_for_quota(run_id, index, city_ids, exc)
-        return
     except RETRYABLE as exc:
         if self.request.retries >= self.max_retries:
-            batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
-                         error=str(exc)[:500], finished_at=timezone.now())
+            _mark_failed(batch, len(city_ids), exc)
         raise _retry(self, exc) from exc
     except Exception as exc:
-        batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
-                     error=str(exc)[:500], finished_at=timezone.now())
+        _mark_failed(batch, len(city_ids), exc)
         raise
-    batch.update(
-        status=RefreshBatch.Status.DONE,
-        refreshed=outcome.refreshed,
-        failed=len(outcome.failed),
-        error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
-        finished_at=timezone.now(),
-    )
+
+
+def _mark_failed(batch: QuerySet, cities: int, exc: Exception) -> None:
+    """Record a batch that failed for good; the database may be what failed, so never raise."""
+    with contextlib.suppress(OperationalError, InterfaceError):
+        batch.update(status=RefreshBatch.Status.FAILED, failed=cities, error=str(exc)[:500],
+                     finished_at=timezone.now())
 
 
 def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExceededError) -> None:

@@ -1,0 +1,188 @@
+"""Fault tests with real processes: workers killed, broker and database restarted, a flaky provider.
+
+Each test stops by itself within its timeouts and targets loopback only.
+"""
+
+import json
+import subprocess
+import time
+from datetime import timedelta
+from io import StringIO
+from pathlib import Path
+
+import pytest
+from django.core.management import call_command
+from django.db import OperationalError, connection
+from django.db.models import Sum
+from django.test import Client
+
+from routing import DEAD_LETTER_QUEUE, LANE_NAMES, Priority
+from server_config.celery import app
+from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for
+from weather.dispatch import enqueue_city_fetch
+from weather.models import QuotaGrant, RefreshBatch, RefreshRun, WeatherData
+from weather.tasks import update_all_weather_data
+
+from .factories import make_cities, make_city
+
+pytestmark = pytest.mark.integration
+
+FROZEN = 1_790_000_000.0
+BULK_ENV = {"WEATHER_BATCH_SIZE": "20", "TASK_MAX_CRASHES": "20"}
+
+
+@pytest.fixture
+def faults(live, sim):
+    """The live pools, given back to the next test as they were, with empty lanes."""
+    with app.connection_for_write() as conn:
+        conn.default_channel.queue_purge(DEAD_LETTER_QUEUE.name)
+    yield live
+    sim.reset()
+    purge_lanes()
+    for pool in ("interactive", "bulk"):
+        live.start(pool, concurrency=2)
+    if not live.alive("maintenance"):
+        live.start("maintenance")
+
+
+def _summary_tolerant(run_id: int) -> dict | None:
+    """The run's summary, or None while the database is unreachable."""
+    try:
+        return RefreshRun.objects.get(pk=run_id).summary()
+    except OperationalError:
+        connection.close()
+        return None
+
+
+def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
+    make_cities(cities)
+    live.start("bulk", extra_env=BULK_ENV, concurrency=2)
+    summary = update_all_weather_data.delay().get(timeout=30)
+    run = RefreshRun.objects.get(pk=summary["run_id"])
+    wait_for(lambda: run.summary()["batches_done"] >= min_done, timeout=60, what="the refresh to be under way")
+    return run
+
+
+def _finish(run: RefreshRun, timeout: float = 180) -> dict:
+    return wait_for(lambda: (s := _summary_tolerant(run.pk)) and s["finished"] and s, timeout=timeout,
+                    interval=0.5, what="the refresh to finish")
+
+
+def test_a_message_that_keeps_killing_its_worker_ends_in_dead_letter_and_can_be_replayed(faults, sim):
+    faults.start("interactive", extra_env={"TASK_MAX_CRASHES": "3"}, concurrency=1)
+    city = make_city()
+    sim.configure(latency_ms=3000)
+    task_id = enqueue_city_fetch(city.pk, Priority.CLICK).task_id
+    for crash in range(3):
+        wait_for(lambda n=crash: sim.stats()["requests"] == n + 1, timeout=30, what=f"start {crash + 1}")
+        assert faults.kill_children("interactive"), "the pool has a child running the fetch"
+    wait_for(lambda: queue_depth(DEAD_LETTER_QUEUE.name) == 1, timeout=30, what="the dead letter")
+    assert sim.stats()["requests"] == 3, "the fourth start is refused before the provider is asked"
+
+    out = StringIO()
+    call_command("deadletters", "list", "--json", stdout=out)
+    (letter,) = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert (letter["task_id"], letter["lane"], letter["task"]) == (
+        task_id, "interactive", "weather.tasks.fetch_weather_for_city")
+    assert letter["why"].startswith("crashed its worker 3 times")
+    assert json.loads(letter["args"])["args"] == [city.pk]
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 1, "listing leaves the message in place"
+
+    sim.configure(latency_ms=0)
+    call_command("deadletters", "replay", task_id, stdout=StringIO())
+    wait_for(lambda: WeatherData.objects.filter(city=city).exists(), timeout=30, what="the replayed fetch")
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+
+
+def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_nothing(faults, sim):
+    sim.configure(latency_ms=400, fixed_time=FROZEN)
+    run = _start_refresh(2000, faults)
+    kills = 0
+    while kills < 12 and not run.summary()["finished"]:
+        time.sleep(0.6)
+        if kills % 2 == 0:
+            if not faults.kill_children("bulk"):
+                continue
+        else:
+            faults.kill("bulk")
+            faults.start("bulk", extra_env=BULK_ENV, concurrency=2)
+        kills += 1
+    assert kills >= 10, f"the refresh ended after only {kills} kills: give it more work"
+    summary = _finish(run)
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (2000, 0)
+    assert RefreshBatch.objects.filter(run=run, status="done").count() == summary["batches"]
+    # Exactly one row per city for the one observation, however often a batch ran.
+    assert WeatherData.objects.count() == 2000
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+
+
+def _rabbitmq(action: str) -> None:
+    subprocess.run(["rabbitmqctl", "-q", action], check=True, capture_output=True, timeout=120)
+
+
+def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile(faults, sim):
+    sim.configure(latency_ms=300, fixed_time=FROZEN)
+    run = _start_refresh(1000, faults)
+    person = make_city()
+    _rabbitmq("stop_app")
+    try:
+        started = time.monotonic()
+        refused = Client().post(f"/api/cities/{person.pk}/refresh")
+        elapsed = time.monotonic() - started
+        not_ready = Client().get("/readyz")
+        time.sleep(2)
+    finally:
+        _rabbitmq("start_app")
+    assert refused.status_code == 503
+    assert "unavailable" in refused.json()["error"]
+    assert elapsed < 5, f"the refusal took {elapsed:.1f}s"
+    assert not_ready.status_code == 503
+    for lane in LANE_NAMES:
+        wait_for(lambda lane=lane: queue_consumers(lane) >= 1, timeout=90, what=f"{lane} to reconnect")
+    summary = _finish(run)
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
+    assert WeatherData.objects.filter(city__name__startswith="Bulk").count() == 1000
+    accepted = Client().post(f"/api/cities/{person.pk}/refresh")
+    assert accepted.status_code == 202
+    wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="a fetch after recovery")
+
+
+def test_a_database_restart_mid_refresh_is_retried_without_a_crash_loop(faults, sim):
+    sim.configure(latency_ms=300, fixed_time=FROZEN)
+    run = _start_refresh(1000, faults)
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                   check=True, capture_output=True, timeout=120)
+    connection.close()
+    summary = _finish(run)
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
+    for pool in LANE_NAMES:
+        assert faults.alive(pool), f"pool {pool} died"
+        assert queue_consumers(pool) >= 1
+    assert WeatherData.objects.count() == 1000
+
+
+def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(faults, sim):
+    limits = {**BULK_ENV, "WEATHER_QUOTA_PER_MINUTE": "3000", "WEATHER_QUOTA_PER_HOUR": "20000",
+              "WEATHER_QUOTA_PER_DAY": "50000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
+    sim.configure(error_rate=0.075, rate_limit_rate=0.075, timeout_rate=0.075, malformed_rate=0.075,
+                  timeout_sleep_s=2, retry_after_s=0.2, seed=7, fixed_time=FROZEN)
+    make_cities(1000)
+    faults.start("bulk", extra_env=limits, concurrency=2)
+    result = update_all_weather_data.delay().get(timeout=30)
+    summary = _finish(RefreshRun.objects.get(pk=result["run_id"]))
+    assert summary["cities_refreshed"] + summary["cities_failed"] == 1000
+    assert summary["cities_refreshed"] >= 700
+    assert WeatherData.objects.count() == summary["cities_refreshed"]
+    stats = sim.stats()
+    faults_served = sum(v for k, v in stats["served"].items() if k != "ok")
+    assert faults_served / stats["requests"] > 0.15
+    # Every provider request reserved its locations first, and no minute held more than the bulk cap.
+    assert stats["locations"] <= QuotaGrant.objects.aggregate(total=Sum("locations"))["total"]
+    grants = list(QuotaGrant.objects.order_by("granted_at").values_list("granted_at", "locations"))
+    for start, _ in grants:
+        window = sum(n for at, n in grants if start <= at < start + timedelta(minutes=1))
+        assert window <= 2700
+    assert faults.alive("bulk")
+    assert queue_consumers("bulk") >= 1
+
