@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
@@ -23,7 +24,30 @@ if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "django-insecure-local-development-only"
+elif not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+    raise ImproperlyConfigured(
+        "SECRET_KEY is too weak for DEBUG off: use 50+ random characters, e.g. "
+        "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
+    )
 ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+if not DEBUG and not ALLOWED_HOSTS:
+    raise ImproperlyConfigured("ALLOWED_HOSTS must list the served host names when DEBUG is off")
+
+# HTTPS: on by default outside development (redirect, HSTS, secure cookies);
+# behind a TLS-terminating proxy set SECURE_PROXY_SSL_HEADER=true so Django
+# trusts its X-Forwarded-Proto.
+SECURE_HTTPS = env_bool("SECURE_HTTPS", not DEBUG)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", SECURE_HTTPS)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if env_bool("SECURE_PROXY_SSL_HEADER") else None
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if SECURE_HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = SECURE_HTTPS
+SECURE_HSTS_PRELOAD = SECURE_HTTPS
+SESSION_COOKIE_SECURE = SECURE_HTTPS
+CSRF_COOKIE_SECURE = SECURE_HTTPS
+SESSION_COOKIE_HTTPONLY = True
+X_FRAME_OPTIONS = "DENY"
+# Optional bearer token for /metrics (scrapers outside the private network).
+METRICS_TOKEN = env_str("METRICS_TOKEN")
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -150,6 +174,12 @@ WEATHER_REFRESH_DEADLINE_SECONDS = env_int("WEATHER_REFRESH_DEADLINE_SECONDS", 3
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("RABBITMQ_URL") or (
     "amqp://guest:guest@localhost:5672//"
 )
+if not DEBUG:
+    _broker = urlsplit(CELERY_BROKER_URL)
+    # RabbitMQ's guest account is for local development; anywhere else it is a
+    # well-known password (RabbitMQ itself refuses guest from other hosts).
+    if _broker.username == "guest" and _broker.hostname not in ("localhost", "127.0.0.1", "::1"):
+        raise ImproperlyConfigured("the broker URL uses the guest account on a non-local host: set real credentials")
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True  # keep task name, args and worker with each result
 CELERY_ACCEPT_CONTENT = ["application/json"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
 from django.views.decorators.http import require_GET
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -46,4 +47,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
 @require_GET
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition: task counters and latencies from every process, queue depth from the broker."""
+    token = settings.METRICS_TOKEN
+    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return JsonResponse({"error": "metrics need the bearer token"}, status=401)
     return HttpResponse(metrics.render(), content_type=CONTENT_TYPE_LATEST)

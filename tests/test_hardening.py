@@ -1,0 +1,78 @@
+"""Hardened defaults: production settings pass Django's deploy check; weak or unsafe ones refuse to start."""
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+
+import pytest
+from django.test import Client
+
+from tools.harness import ROOT
+
+BASE = {"PATH": os.environ["PATH"], "DJANGO_SETTINGS_MODULE": "server_config.settings"}
+STRONG_KEY = secrets.token_urlsafe(50)
+
+
+def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, capture_output=True, text=True,
+                          env={**BASE, **env}, timeout=60)
+
+
+def test_production_settings_pass_the_deploy_check_with_no_warning():
+    done = manage("check", "--deploy", "--fail-level", "WARNING", SECRET_KEY=STRONG_KEY,
+                  ALLOWED_HOSTS="weather.example.org")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "no issues" in done.stdout
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({}, "SECRET_KEY must be set"),
+        ({"SECRET_KEY": "short-and-guessable"}, "SECRET_KEY is too weak"),
+        ({"SECRET_KEY": STRONG_KEY}, "ALLOWED_HOSTS must list"),
+        ({"SECRET_KEY": STRONG_KEY, "ALLOWED_HOSTS": "weather.example.org",
+          "RABBITMQ_URL": "amqp://guest:guest@rabbitmq:5672/"}, "guest account"),
+    ],
+)
+def test_unsafe_production_settings_refuse_to_start(env, message):
+    done = manage("check", **env)
+    assert done.returncode != 0
+    assert message in done.stderr
+
+
+def test_every_serializer_is_json_only():
+    from django.conf import settings
+
+    assert settings.CELERY_ACCEPT_CONTENT == ["application/json"]
+    assert settings.CELERY_RESULT_ACCEPT_CONTENT == ["application/json"]
+    assert settings.CELERY_TASK_SERIALIZER == settings.CELERY_RESULT_SERIALIZER == "json"
+
+
+def test_a_pickled_message_is_refused_by_the_app():
+    from kombu.exceptions import ContentDisallowed
+    from kombu.serialization import loads
+
+    from server_config.celery import app
+
+    with pytest.raises(ContentDisallowed):
+        loads(b"\x80\x04K\x01.", "application/x-python-serialize", "binary", accept=app.conf.accept_content)
+
+
+@pytest.mark.django_db
+def test_metrics_token_is_enforced_when_set(settings):
+    settings.METRICS_TOKEN = "s3cret-token"
+    assert Client().get("/metrics").status_code == 401
+    wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope")
+    assert wrong.status_code == 401
+    assert "bearer" in json.loads(wrong.content)["error"]
+    assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
+
+
+@pytest.mark.django_db
+def test_admin_needs_authentication():
+    response = Client().get("/admin/")
+    assert response.status_code == 302
+    assert "/admin/login/" in response["Location"]
