@@ -181,3 +181,18 @@ def test_sparkline_scales_history_into_the_box():
     points = sparkline_points([(start, 0.0), (start + timedelta(hours=1), 10.0), (start + timedelta(hours=2), 5.0)])
     assert points == "2.0,28.0 60.0,2.0 118.0,15.0"
     assert sparkline_points([(start, 1.0)]) == ""
+
+
+def test_the_refresh_endpoint_cannot_flood_the_provider(live, sim, settings):
+    settings.REFRESH_RATE_LIMIT_PER_MINUTE = 30
+    cities = [make_city() for _ in range(5)]
+    client = Client()
+    live.stop("interactive")  # every request arrives while the first fetches are still queued
+    try:
+        statuses = [client.post(f"/api/cities/{cities[i % 5].pk}/refresh").status_code for i in range(60)]
+        assert queue_depth("interactive") == 5, "one message per city, however often it was asked for"
+    finally:
+        live.start("interactive", concurrency=2)
+    assert (statuses.count(202), statuses.count(429)) == (30, 30)
+    wait_for(lambda: not PendingFetch.objects.exists(), what="the five fetches")
+    assert sim.stats()["requests"] == 5
