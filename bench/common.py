@@ -25,7 +25,7 @@ def prepare(name: str) -> None:
         "POSTGRES_USER": os.environ.get("POSTGRES_USER", "postgres"),
         "POSTGRES_PASSWORD": os.environ.get("POSTGRES_PASSWORD", ""),
         "POSTGRES_DB": database,
-        "SECRET_KEY": "benchmark-only",
+        "SECRET_KEY": "benchmark-only-" + "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyz",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
         "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 import random
+import sys
 import threading
 import time
 from collections import Counter
@@ -284,6 +285,12 @@ class SimulatorServer(ThreadingHTTPServer):
         self.state = SimulatorState(config=config or FaultConfig())
         self.state.rng.seed(self.state.config.seed)
         self.verbose = verbose
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that hung up (killed worker, timeout) is normal here; anything else is printed."""
+        if isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            return
+        super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:

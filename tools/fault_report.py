@@ -1,0 +1,162 @@
+"""Fault report: run each fault scenario against real processes and print what was lost or duplicated.
+
+Scenarios (loopback only, each bounded in time):
+  child-kill      SIGKILL a pool child mid-batch, --kills times, during a refresh
+  worker-kill     SIGKILL a whole pool (main process and children), --kills times, restarting it
+  broker-restart  rabbitmqctl stop_app / start_app during a refresh
+  db-restart      pg_ctlcluster restart during a refresh
+  provider-30pct  30 % of provider answers fail (500, 429, timeout, malformed)
+
+Columns: batches enqueued, batches completed (done or reported failed), lost
+(still pending at the end), re-run (provider reservations beyond one a batch:
+retries and redeliveries of at-least-once delivery), duplicated (readings
+beyond one per city and observation: the unique constraint makes this 0; it
+is counted rather than assumed).
+
+    .venv/bin/python -m tools.fault_report [--cities 1000 --kills 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+FROZEN = 1_790_000_000.0
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--cities", type=int, default=1000)
+    parser.add_argument("--kills", type=int, default=10)
+    parser.add_argument("--latency-ms", type=float, default=300.0)
+    parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    args = parser.parse_args()
+
+    os.environ.update({"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0",
+                       "WEATHER_BATCH_SIZE": "20", "TASK_MAX_CRASHES": "20", "WEATHER_RETRY_BASE_SECONDS": "0.2",
+                       "WEATHER_READ_TIMEOUT": "1.5"})
+    from bench.common import ROOT, machine, prepare, print_table, write_json
+
+    prepare("faults")
+    from django.db import OperationalError, connection
+    from django.db.models import Count
+
+    from routing import LANE_NAMES
+    from tools.harness import Simulator, WorkerPools, purge_lanes, queue_consumers, wait_for
+    from weather.models import City, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
+    from weather.simulator import start_in_thread
+    from weather.tasks import update_all_weather_data
+
+    server = start_in_thread()
+    sim = Simulator(server.url)
+    env = {**os.environ, "WEATHER_API_URL": server.url, "PYTHONUNBUFFERED": "1"}
+    pools = WorkerPools(env, ROOT / "bench" / "results" / "fault-logs")
+
+    def fresh() -> None:
+        purge_lanes()
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE weather_weatherdata, weather_refreshbatch, weather_refreshrun, "
+                           "weather_quotagrant, weather_taskattempt, django_celery_results_taskresult, weather_city "
+                           "RESTART IDENTITY CASCADE")
+        City.objects.bulk_create(City(name=f"Fault {i}", country_code="FR", latitude=(i * 0.0137) % 80,
+                                      longitude=(i * 0.0291) % 170) for i in range(args.cities))
+        sim.reset()
+        sim.configure(latency_ms=args.latency_ms, fixed_time=FROZEN, timeout_sleep_s=2, retry_after_s=0.2)
+
+    def summary_of(run_id: int) -> dict | None:
+        try:
+            return RefreshRun.objects.get(pk=run_id).summary()
+        except OperationalError:
+            connection.close()
+            return None
+
+    def start_refresh() -> int:
+        result = update_all_weather_data.delay().get(timeout=60)
+        wait_for(lambda: (s := summary_of(result["run_id"])) and s["batches_done"] >= 3, timeout=60)
+        return result["run_id"]
+
+    def kill_loop(run_id: int, whole: bool) -> int:
+        kills = 0
+        while kills < args.kills and not summary_of(run_id)["finished"]:
+            time.sleep(0.6)
+            if whole:
+                pools.kill("bulk")
+                pools.start("bulk")
+            elif not pools.kill_children("bulk"):
+                continue
+            kills += 1
+        return kills
+
+    def broker_restart(run_id: int) -> int:
+        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=120)
+        time.sleep(3)
+        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
+        return 1
+
+    def db_restart(run_id: int) -> int:
+        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+        subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
+                       check=True, capture_output=True, timeout=120)
+        connection.close()
+        return 1
+
+    def flaky_provider(run_id: int) -> int:
+        return 1
+
+    scenarios = {
+        "child-kill": lambda run: kill_loop(run, whole=False),
+        "worker-kill": lambda run: kill_loop(run, whole=True),
+        "broker-restart": broker_restart,
+        "db-restart": db_restart,
+        "provider-30pct": flaky_provider,
+    }
+    rows = []
+    try:
+        for pool in LANE_NAMES:
+            pools.start(pool)
+        for name, inject in scenarios.items():
+            if args.only and name not in args.only:
+                continue
+            fresh()
+            if name == "provider-30pct":
+                sim.configure(error_rate=0.075, rate_limit_rate=0.075, timeout_rate=0.075, malformed_rate=0.075,
+                              seed=7)
+            run_id = start_refresh()
+            trials = inject(run_id)
+            for lane in LANE_NAMES:
+                wait_for(lambda lane=lane: queue_consumers(lane) >= 1, timeout=120, what=f"{lane} back")
+            # A run that does not finish in time is reported, batch by batch, as lost below.
+            with contextlib.suppress(AssertionError):
+                wait_for(lambda run_id=run_id: (s := summary_of(run_id)) and s["finished"], timeout=300, interval=0.5)
+            batches = RefreshBatch.objects.filter(run_id=run_id)
+            enqueued = batches.count()
+            completed = batches.exclude(status=RefreshBatch.Status.PENDING).count()
+            grants = QuotaGrant.objects.count()
+            duplicated = sum(n - 1 for n in WeatherData.objects.values("city_id", "observed_at")
+                             .annotate(n=Count("id")).values_list("n", flat=True) if n > 1)
+            summary = summary_of(run_id)
+            rows.append([name, trials, enqueued, completed, enqueued - completed, max(0, grants - enqueued),
+                         duplicated, summary["cities_refreshed"], summary["cities_failed"],
+                         all(pools.alive(p) for p in LANE_NAMES)])
+            print(f"{name}: done", flush=True)
+    finally:
+        pools.stop_all()
+        purge_lanes()
+        server.shutdown()
+
+    headers = ["scenario", "trials", "enqueued", "completed", "lost", "re-run", "duplicated",
+               "cities_ok", "cities_failed", "pools_alive"]
+    print_table(headers, rows)
+    path = write_json("fault_report", {"machine": machine(), "settings": vars(args),
+                                       "rows": [dict(zip(headers, r, strict=True)) for r in rows]})
+    print(f"written {path}")
+    return 0 if all(r[4] == 0 and r[6] == 0 for r in rows) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
