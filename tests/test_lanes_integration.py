@@ -113,3 +113,38 @@ def test_a_message_rejected_for_good_lands_in_dead_letter(live, sim):
     death = headers["x-death"][0]
     assert (death["queue"], death["reason"]) == ("interactive", "rejected")
     assert json.loads(message.body)[0] == [city.pk]
+    assert message.properties["delivery_mode"] == 2, "messages are persistent"
+
+
+def test_purging_dead_letters_needs_confirmation(live, sim):
+    city = make_city()
+    sim.script("malformed")
+    enqueue_city_fetch(city.pk, Priority.API)
+    wait_for(lambda: queue_depth(DEAD_LETTER_QUEUE.name) >= 1, timeout=30, what="a dead letter")
+    with pytest.raises(CommandError, match="--yes"):
+        call_command("deadletters", "purge", stdout=StringIO())
+    assert queue_depth(DEAD_LETTER_QUEUE.name) >= 1
+    out = StringIO()
+    call_command("deadletters", "purge", "--yes", stdout=out)
+    assert "purged" in out.getvalue()
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+
+
+def test_sigterm_requeues_unfinished_acks_late_work(live, sim):
+    # SIGTERM is remapped to Celery's soft shutdown: running tasks get
+    # soft_shutdown_timeout to finish, then go back to the queue unacknowledged.
+    city = make_city()
+    live.start("interactive", concurrency=1, soft_shutdown_timeout=1)
+    try:
+        sim.configure(latency_ms=8000)
+        enqueue_city_fetch(city.pk, Priority.CLICK)
+        wait_for(lambda: sim.stats()["requests"] == 1, timeout=20, what="the fetch to start")
+        started = time.monotonic()
+        live.stop("interactive")  # SIGTERM, as a PaaS or `docker stop` sends
+        assert time.monotonic() - started < 8, "the worker must not wait for the whole fetch"
+        assert queue_depth("interactive") == 1, "the unfinished fetch is back on its queue"
+        assert not WeatherData.objects.filter(city=city).exists()
+        sim.configure(latency_ms=0)
+    finally:
+        live.start("interactive", concurrency=2)
+    wait_for(lambda: WeatherData.objects.filter(city=city).exists(), timeout=30, what="the requeued fetch")
