@@ -41,10 +41,9 @@ def main() -> int:
     from django.db import connection
     from django_celery_results.models import TaskResult
 
-    from routing import DEAD_LETTER_QUEUE, LANE_NAMES, LANE_QUEUES, Priority
-    from routing.bootsteps import declare_topology
+    from routing import LANE_NAMES, Priority
     from server_config.celery import app
-    from tools.harness import WorkerPools
+    from tools.harness import WorkerPools, purge_lanes
     from weather.dispatch import enqueue_city_fetch
     from weather.models import City, RefreshBatch, RefreshRun
     from weather.simulator import FaultConfig, start_in_thread
@@ -61,11 +60,7 @@ def main() -> int:
     pools = WorkerPools(env, ROOT / "bench" / "results" / "logs")
 
     def reset_state() -> None:
-        with app.connection_for_write() as conn:
-            channel = conn.default_channel
-            declare_topology(channel)
-            for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
-                channel.queue_purge(queue.name)
+        purge_lanes()
         with connection.cursor() as cursor:
             cursor.execute("TRUNCATE weather_weatherdata, django_celery_results_taskresult, "
                            "weather_refreshbatch, weather_refreshrun")

@@ -12,13 +12,13 @@ from pathlib import Path
 
 import pytest
 from django.core.management import call_command
-from django.db import OperationalError, connection
+from django.db import connection
 from django.db.models import Sum
 from django.test import Client
 
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES, Priority
 from server_config.celery import app
-from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for
+from tools.harness import purge_lanes, queue_consumers, queue_depth, run_summary, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import QuotaGrant, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
@@ -45,15 +45,6 @@ def faults(live, sim):
         live.start("maintenance")
 
 
-def _summary_tolerant(run_id: int) -> dict | None:
-    """The run's summary, or None while the database is unreachable."""
-    try:
-        return RefreshRun.objects.get(pk=run_id).summary()
-    except OperationalError:
-        connection.close()
-        return None
-
-
 def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
     make_cities(cities)
     live.start("bulk", extra_env=BULK_ENV, concurrency=2)
@@ -64,7 +55,7 @@ def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
 
 
 def _finish(run: RefreshRun, timeout: float = 180) -> dict:
-    return wait_for(lambda: (s := _summary_tolerant(run.pk)) and s["finished"] and s, timeout=timeout,
+    return wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=timeout,
                     interval=0.5, what="the refresh to finish")
 
 

@@ -43,12 +43,12 @@ def main() -> int:
     from bench.common import ROOT, machine, prepare, print_table, write_json
 
     prepare("faults")
-    from django.db import OperationalError, connection
+    from django.db import connection
     from django.db.models import Count
 
     from routing import LANE_NAMES
-    from tools.harness import Simulator, WorkerPools, purge_lanes, queue_consumers, wait_for
-    from weather.models import City, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
+    from tools.harness import Simulator, WorkerPools, purge_lanes, queue_consumers, run_summary, wait_for
+    from weather.models import City, QuotaGrant, RefreshBatch, WeatherData
     from weather.simulator import start_in_thread
     from weather.tasks import update_all_weather_data
 
@@ -68,21 +68,14 @@ def main() -> int:
         sim.reset()
         sim.configure(latency_ms=args.latency_ms, fixed_time=FROZEN, timeout_sleep_s=2, retry_after_s=0.2)
 
-    def summary_of(run_id: int) -> dict | None:
-        try:
-            return RefreshRun.objects.get(pk=run_id).summary()
-        except OperationalError:
-            connection.close()
-            return None
-
     def start_refresh() -> int:
         result = update_all_weather_data.delay().get(timeout=60)
-        wait_for(lambda: (s := summary_of(result["run_id"])) and s["batches_done"] >= 3, timeout=60)
+        wait_for(lambda: (s := run_summary(result["run_id"])) and s["batches_done"] >= 3, timeout=60)
         return result["run_id"]
 
     def kill_loop(run_id: int, whole: bool) -> int:
         kills = 0
-        while kills < args.kills and not summary_of(run_id)["finished"]:
+        while kills < args.kills and not run_summary(run_id)["finished"]:
             time.sleep(0.6)
             if whole:
                 pools.kill("bulk")
@@ -132,14 +125,14 @@ def main() -> int:
                 wait_for(lambda lane=lane: queue_consumers(lane) >= 1, timeout=120, what=f"{lane} back")
             # A run that does not finish in time is reported, batch by batch, as lost below.
             with contextlib.suppress(AssertionError):
-                wait_for(lambda run_id=run_id: (s := summary_of(run_id)) and s["finished"], timeout=300, interval=0.5)
+                wait_for(lambda run_id=run_id: (s := run_summary(run_id)) and s["finished"], timeout=300, interval=0.5)
             batches = RefreshBatch.objects.filter(run_id=run_id)
             enqueued = batches.count()
             completed = batches.exclude(status=RefreshBatch.Status.PENDING).count()
             grants = QuotaGrant.objects.count()
             duplicated = sum(n - 1 for n in WeatherData.objects.values("city_id", "observed_at")
                              .annotate(n=Count("id")).values_list("n", flat=True) if n > 1)
-            summary = summary_of(run_id)
+            summary = run_summary(run_id)
             rows.append([name, trials, enqueued, completed, enqueued - completed, max(0, grants - enqueued),
                          duplicated, summary["cities_refreshed"], summary["cities_failed"],
                          all(pools.alive(p) for p in LANE_NAMES)])

@@ -76,6 +76,19 @@ def purge_lanes() -> None:
             channel.queue_purge(queue.name)
 
 
+def run_summary(run_id: int) -> dict | None:
+    """A refresh run's summary, or None while the database is unreachable (fault scenarios)."""
+    from django.db import OperationalError, connection
+
+    from weather.models import RefreshRun
+
+    try:
+        return RefreshRun.objects.get(pk=run_id).summary()
+    except OperationalError:
+        connection.close()  # reconnect on the next query
+        return None
+
+
 def queue_depth(name: str) -> int:
     """Messages ready in a queue, read from RabbitMQ."""
     with app.connection_for_read() as connection:
