@@ -196,3 +196,21 @@ def test_the_refresh_endpoint_cannot_flood_the_provider(live, sim, settings):
     assert (statuses.count(202), statuses.count(429)) == (30, 30)
     wait_for(lambda: not PendingFetch.objects.exists(), what="the five fetches")
     assert sim.stats()["requests"] == 5
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_city_deleted_while_claimed_is_a_404_not_a_500(monkeypatch):
+    from weather import views
+
+    city = make_city()
+    real = views.enqueue_city_fetch
+
+    def delete_first(city_id, priority):
+        city.delete()  # the city vanishes between the view's check and the claim
+        return real(city_id, priority)
+
+    monkeypatch.setattr(views, "enqueue_city_fetch", delete_first)
+    response = Client().post(f"/api/cities/{city.pk}/refresh")
+    assert response.status_code == 404
+    assert "no city" in response.json()["error"]
+    assert not PendingFetch.objects.exists()

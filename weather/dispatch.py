@@ -16,6 +16,7 @@ from kombu.exceptions import KombuError
 from routing import Priority
 
 from .models import PendingFetch
+from .refresh import UnknownCityError
 from .tasks import extract_data, fetch_weather_for_city, load_data, transform_data
 
 # A request should answer 503 within a couple of seconds when the broker is away,
@@ -60,7 +61,10 @@ def _claim(city_id: int) -> Enqueued:
         with transaction.atomic():
             pending, created = PendingFetch.objects.get_or_create(city_id=city_id, defaults={"task_id": task_id})
     except IntegrityError:
-        pending, created = PendingFetch.objects.get(city_id=city_id), False
+        # Either another request claimed the city first, or the city is gone.
+        pending, created = PendingFetch.objects.filter(city_id=city_id).first(), False
+        if pending is None:
+            raise UnknownCityError(f"city {city_id} does not exist") from None
     if created:
         return Enqueued(task_id, deduplicated=False)
     if pending.created_at < timezone.now() - PENDING_FETCH_TTL:

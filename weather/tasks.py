@@ -43,7 +43,9 @@ class CityFetchTask(CrashGuardedTask):
                      einfo: object) -> None:
         super().after_return(status, retval, task_id, args, kwargs, einfo)
         if status != "RETRY":
-            PendingFetch.objects.filter(task_id=task_id).delete()
+            # During a database outage the slot stays; it expires after PENDING_FETCH_TTL.
+            with contextlib.suppress(OperationalError, InterfaceError):
+                PendingFetch.objects.filter(task_id=task_id).delete()
 
 
 @shared_task(bind=True, base=CityFetchTask, max_retries=3)

@@ -19,6 +19,7 @@ from routing import Priority
 from .dispatch import BrokerUnavailableError, enqueue_city_fetch, enqueue_daily_summary
 from .models import City, WeatherData
 from .ratelimit import client_key, hit
+from .refresh import UnknownCityError
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
@@ -57,6 +58,8 @@ def enqueue_refresh(request: HttpRequest, city_id: str, priority: Priority) -> J
         return response
     try:
         enqueued = enqueue_city_fetch(pk, priority)
+    except UnknownCityError:
+        return error_response(404, f"no city with id {city_id[:32]!r}")
     except BrokerUnavailableError:
         response = error_response(503, "the task queue is unavailable; try again shortly", retry_after=5)
         response["Retry-After"] = "5"
