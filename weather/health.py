@@ -6,14 +6,14 @@ from django.conf import settings
 from django.db import connection
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.utils.crypto import constant_time_compare
-from django.views.decorators.http import require_GET
+from django.views.decorators.http import require_safe
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST
 
 from . import metrics
 
 
-@require_GET
+@require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
     """The process is up and serving requests."""
     return JsonResponse({"status": "ok"})
@@ -31,7 +31,7 @@ def _check_broker() -> str:
     return "ok"
 
 
-@require_GET
+@require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
     """Database and broker reachable: 200, else 503 naming what is not."""
     checks = {}
@@ -44,7 +44,7 @@ def readyz(request: HttpRequest) -> JsonResponse:
     return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
 
 
-@require_GET
+@require_safe
 def metrics_view(request: HttpRequest) -> HttpResponse:
     """Prometheus exposition: task counters and latencies from every process, queue depth from the broker."""
     token = settings.METRICS_TOKEN

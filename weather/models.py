@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+import math
+
+from django.core.exceptions import ValidationError
 from django.core.validators import MaxValueValidator, MinValueValidator
 from django.db import models
 from django.db.models import Q
 from django.utils import timezone
+
+
+def validate_finite(value: float) -> None:
+    """NaN and infinities slip past range validators (every comparison with NaN is false)."""
+    if not math.isfinite(value):
+        raise ValidationError(f"{value} is not a finite number")
 
 
 class CityQuerySet(models.QuerySet):
@@ -21,8 +30,8 @@ class City(models.Model):
 
     name = models.CharField(max_length=200)
     country_code = models.CharField(max_length=2)
-    latitude = models.FloatField(validators=[MinValueValidator(-90), MaxValueValidator(90)])
-    longitude = models.FloatField(validators=[MinValueValidator(-180), MaxValueValidator(180)])
+    latitude = models.FloatField(validators=[validate_finite, MinValueValidator(-90), MaxValueValidator(90)])
+    longitude = models.FloatField(validators=[validate_finite, MinValueValidator(-180), MaxValueValidator(180)])
     timezone = models.CharField(max_length=64, default="UTC")
     population = models.PositiveIntegerField(default=0)
     is_active = models.BooleanField(default=True)

@@ -11,23 +11,23 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from routing import Priority
 
 from .charts import sparkline_points
 from .models import City, WeatherData
 from .ops import lanes_status
-from .views import enqueue_refresh, error_response
+from .views import enqueue_refresh, error_response, search_term
 
 PAGE_SIZE = 25
 HISTORY = timedelta(hours=48)
 
 
-@require_GET
+@require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Cities with their latest reading and a temperature sparkline; searchable, paginated."""
-    query = request.GET.get("q", "").strip()[:100]
+    query = search_term(request)
     latest = WeatherData.objects.filter(city=OuterRef("pk")).order_by("-observed_at")
     cities = City.objects.order_by("-population", "name", "pk").annotate(
         temperature=Subquery(latest.values("temperature")[:1]),
@@ -57,7 +57,7 @@ def dashboard_refresh(request: HttpRequest, city_id: str) -> JsonResponse:
 
 
 @staff_member_required
-@require_GET
+@require_safe
 def ops(request: HttpRequest) -> HttpResponse:
     """Lanes, pools, outcomes, schedules and dead letters at a glance."""
     try:
@@ -68,7 +68,7 @@ def ops(request: HttpRequest) -> HttpResponse:
 
 
 @staff_member_required
-@require_GET
+@require_safe
 def ops_queues_json(request: HttpRequest) -> JsonResponse:
     """The operator's view as JSON (GET /api/ops/queues)."""
     try:

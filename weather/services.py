@@ -13,6 +13,8 @@ import requests
 from django.conf import settings
 
 PROVIDER_MAX_LOCATIONS = 1000
+# A provider asking for a longer pause than this is answering nonsense.
+MAX_RETRY_AFTER_S = 3600.0
 CURRENT_FIELDS = ("temperature_2m", "relative_humidity_2m", "surface_pressure")
 
 # Physical plausibility: outside these a value is a provider bug, not weather.
@@ -60,30 +62,50 @@ class Reading:
     observed_at: datetime
 
 
+# What decoding an untrusted body can raise: bad JSON or charset (ValueError,
+# UnicodeError), an unknown charset (LookupError), absurd nesting (RecursionError).
+UNDECODABLE = (ValueError, LookupError, RecursionError)
+
+
 def _retry_after(response: requests.Response) -> float | None:
-    value = response.headers.get("Retry-After")
-    if value is None:
-        return None
+    """The Retry-After hint in seconds, if it is a sane number (HTTP dates are ignored)."""
     try:
-        return max(0.0, float(value))
+        value = float(response.headers.get("Retry-After", ""))
     except ValueError:
         return None
+    if not math.isfinite(value):
+        return None
+    return min(max(0.0, value), MAX_RETRY_AFTER_S)
+
+
+def _text(response: requests.Response, limit: int = 200) -> str:
+    """The start of the body as text, whatever charset the provider claims."""
+    try:
+        return response.text[:limit]
+    except UNDECODABLE:
+        return response.content[:limit].decode("utf-8", "replace")
 
 
 def _reason(response: requests.Response) -> str:
     try:
         body = response.json()
-    except ValueError:
-        return response.text[:200]
+    except UNDECODABLE:
+        return _text(response)
     if isinstance(body, dict) and body.get("reason"):
         return str(body["reason"])[:200]
-    return response.text[:200]
+    return _text(response)
 
 
 def _number(current: dict, key: str, bounds: tuple[float, float]) -> float:
     value = current.get(key)
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise InvalidReadingError(f"{key} is missing or not a number: {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidReadingError(f"{key} is missing or not a number: {str(value)[:40]!r}")
+    try:
+        value = float(value)
+    except OverflowError:
+        raise InvalidReadingError(f"{key} is too large to be a measurement") from None
+    if not math.isfinite(value):
+        raise InvalidReadingError(f"{key} is not a finite number: {value!r}")
     low, high = bounds
     if not low <= value <= high:
         raise InvalidReadingError(f"{key}={value} is outside the physical range {low}..{high}")
@@ -107,11 +129,15 @@ def parse_location(item: Any) -> Reading:
         raise InvalidReadingError(f"utc_offset_seconds is invalid: {offset!r}")
     if local.tzinfo is None:
         local = local.replace(tzinfo=dt_timezone(timedelta(seconds=offset)))
+    try:
+        observed_at = local.astimezone(UTC)
+    except OverflowError:
+        raise InvalidReadingError(f"current.time {raw_time[:40]!r} is outside the calendar in UTC") from None
     return Reading(
         temperature=_number(current, "temperature_2m", TEMPERATURE_RANGE_C),
         humidity=_number(current, "relative_humidity_2m", HUMIDITY_RANGE_PCT),
         pressure=_number(current, "surface_pressure", PRESSURE_RANGE_HPA),
-        observed_at=local.astimezone(UTC),
+        observed_at=observed_at,
     )
 
 
@@ -189,10 +215,10 @@ class WeatherService:
             raise PermanentProviderError(f"provider refused the request ({status}): {_reason(response)}")
         try:
             body = response.json()
-        except ValueError:
-            raise PermanentProviderError(f"provider body is not JSON: {response.text[:80]!r}") from None
+        except UNDECODABLE:
+            raise PermanentProviderError(f"provider body is not JSON: {_text(response, 80)!r}") from None
         if isinstance(body, dict) and body.get("error"):
-            raise PermanentProviderError(f"provider error: {body.get('reason', 'unknown')}")
+            raise PermanentProviderError(f"provider error: {str(body.get('reason', 'unknown'))[:200]}")
         if not isinstance(body, (dict, list)):
             raise PermanentProviderError(f"provider body has an unexpected shape: {type(body).__name__}")
         return body

@@ -12,7 +12,7 @@ from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
-from django.views.decorators.http import require_GET, require_POST
+from django.views.decorators.http import require_POST, require_safe
 
 from routing import Priority
 
@@ -33,6 +33,11 @@ def error_response(status: int, message: str, **extra: object) -> JsonResponse:
 def _task_accepted(task_id: str, **extra: object) -> JsonResponse:
     status_url = reverse("api-task-status", args=[task_id])
     return JsonResponse({"task_id": task_id, "status_url": status_url, **extra}, status=202)
+
+
+def search_term(request: HttpRequest) -> str:
+    """The ?q= search, trimmed; NULs dropped (PostgreSQL text cannot hold them)."""
+    return request.GET.get("q", "").replace("\x00", "").strip()[:100]
 
 
 def _positive_int(raw: str) -> int | None:
@@ -74,7 +79,7 @@ def refresh_city(request: HttpRequest, city_id: str) -> JsonResponse:
     return enqueue_refresh(request, city_id, Priority.API)
 
 
-@require_GET
+@require_safe
 def city_detail(request: HttpRequest, city_id: str) -> JsonResponse:
     """One city with its latest reading."""
     pk = _positive_int_or_404(city_id)
@@ -109,7 +114,7 @@ def _describe(result: AsyncResult) -> dict:
     return body
 
 
-@require_GET
+@require_safe
 def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     """The state of a task (PENDING, STARTED, RETRY, SUCCESS, FAILURE) with its result or error."""
     try:
@@ -119,7 +124,7 @@ def task_status(request: HttpRequest, task_id: str) -> JsonResponse:
     return JsonResponse(_describe(AsyncResult(task_id)))
 
 
-@require_GET
+@require_safe
 def city_list(request: HttpRequest) -> JsonResponse:
     """Cities with their latest reading, paginated (?page=, ?page_size=, ?q=)."""
     try:
@@ -136,7 +141,7 @@ def city_list(request: HttpRequest) -> JsonResponse:
         pressure=Subquery(latest.values("pressure")[:1]),
         observed_at=Subquery(latest.values("observed_at")[:1]),
     )
-    query = request.GET.get("q", "").strip()[:100]
+    query = search_term(request)
     if query:
         cities = cities.filter(name__icontains=query)
     paginator = Paginator(cities, page_size)

@@ -1,0 +1,92 @@
+"""Request hygiene: a declared charset never garbles or crashes a request, and /api/ errors are JSON."""
+
+from __future__ import annotations
+
+import codecs
+import json
+from collections.abc import Callable, Iterable
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+
+API_PREFIX = "/api/"
+# Charsets that decode an ASCII query string to itself. Query strings are
+# percent-encoded UTF-8; Django decodes them with the body's declared charset,
+# so UTF-16 would silently drop ?day= and a bytes codec (hex, zlib) would crash.
+ASCII_COMPATIBLE = {"utf-8", "ascii", "latin-1", "iso8859-1", "cp1252"}
+
+
+def acceptable_charset(charset: str) -> bool:
+    """A charset that decodes an ASCII query string to itself (unknown names count: Django ignores them)."""
+    try:
+        return codecs.lookup(charset).name in ASCII_COMPATIBLE
+    except LookupError:
+        return True
+    except ValueError:  # a NUL in the name
+        return False
+
+
+def _declared_charset(content_type: str) -> str | None:
+    for parameter in content_type.split(";")[1:]:
+        name, _, value = parameter.partition("=")
+        if name.strip().lower() == "charset":
+            return value.strip().strip('"')
+    return None
+
+
+def _refusal(path: str, charset: str) -> tuple[int, str, bytes]:
+    message = f"unsupported charset {charset[:40]!r}: send UTF-8"
+    if path.startswith(API_PREFIX):
+        return 415, "application/json", json.dumps({"error": message}).encode()
+    return 415, "text/plain; charset=utf-8", message.encode()
+
+
+class CharsetGuardApp:
+    """WSGI wrapper: Django's request constructor decodes the query string with the declared
+    charset and raises on a bytes codec (hex, zlib) or a NUL in it, before any middleware runs."""
+
+    def __init__(self, app: Callable) -> None:
+        self.app = app
+
+    def __call__(self, environ: dict, start_response: Callable) -> Iterable[bytes]:
+        charset = _declared_charset(environ.get("CONTENT_TYPE", ""))
+        if charset is not None and not acceptable_charset(charset):
+            status, content_type, body = _refusal(environ.get("PATH_INFO", ""), charset)
+            start_response(f"{status} Unsupported Media Type",
+                           [("Content-Type", content_type), ("Content-Length", str(len(body)))])
+            return [body]
+        return self.app(environ, start_response)
+
+
+class CharsetGuardMiddleware:
+    """Refuse, with 415, a request whose declared charset would garble its query string (UTF-16):
+    Django decodes ?day= with it and the parameter silently vanishes."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        charset = request.encoding
+        if charset and not acceptable_charset(charset):
+            status, content_type, body = _refusal(request.path, charset)
+            return HttpResponse(body, status=status, content_type=content_type)
+        return self.get_response(request)
+
+
+class JsonApiErrorsMiddleware:
+    """Give /api/ clients a JSON body for Django's own 404 (no route) and 405 (wrong method)."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not request.path.startswith(API_PREFIX) or response.get("Content-Type", "").startswith("application/json"):
+            return response
+        if response.status_code == 404:
+            return JsonResponse({"error": f"no such endpoint: {request.path[:200]}"}, status=404)
+        if response.status_code == 405:
+            allowed = response.get("Allow", "")
+            converted = JsonResponse({"error": f"method {request.method} not allowed; use {allowed}"}, status=405)
+            converted["Allow"] = allowed
+            return converted
+        return response
