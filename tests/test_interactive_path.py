@@ -121,8 +121,23 @@ def test_ops_queues_reports_depth_and_consumers_from_rabbitmq(live, staff):
 
 
 def test_operator_views_need_staff(live):
-    assert Client().get("/ops/").status_code == 302
-    assert Client().get("/api/ops/queues").status_code == 302
+    assert Client().get("/ops/").status_code == 302  # to the admin login
+    refused = Client().get("/api/ops/queues")
+    assert refused.status_code == 403
+    assert "staff only" in refused.json()["error"]
+
+
+@pytest.mark.django_db
+def test_api_errors_from_django_itself_are_json():
+    bad_host = Client().get("/api/cities/", HTTP_HOST="evil.example")
+    assert bad_host.status_code == 400
+    assert bad_host.json()["error"] == "bad request"
+    no_route = Client().get("/api/nothing-here")
+    assert (no_route.status_code, no_route.json()["error"]) == (404, "no such endpoint: /api/nothing-here")
+    wrong_method = Client().delete("/api/cities/")
+    assert wrong_method.status_code == 405
+    assert "GET" in wrong_method["Allow"]
+    assert "not allowed" in wrong_method.json()["error"]
 
 
 def _samples(text: str) -> dict:

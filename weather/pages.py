@@ -67,10 +67,11 @@ def ops(request: HttpRequest) -> HttpResponse:
     return render(request, "weather/ops.html", {"status": status})
 
 
-@staff_member_required
 @require_safe
 def ops_queues_json(request: HttpRequest) -> JsonResponse:
-    """The operator's view as JSON (GET /api/ops/queues)."""
+    """The operator's view as JSON (GET /api/ops/queues); staff only, refused in JSON otherwise."""
+    if not (request.user.is_active and request.user.is_staff):
+        return error_response(403, "staff only: sign in through /admin/ first")
     try:
         return JsonResponse(lanes_status())
     except OSError as error:
