@@ -62,6 +62,7 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    "weather.middleware.LivenessMiddleware",  # first: probes skip host checks and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
     # Before anything reads request.GET or request.POST (CSRF does, for POSTs).
     "weather.middleware.CharsetGuardMiddleware",

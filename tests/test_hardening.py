@@ -71,6 +71,17 @@ def test_metrics_token_is_enforced_when_set(settings):
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
 
 
+def test_liveness_answers_plain_http_probes_with_any_host(settings):
+    # Production HTTPS settings: everything else redirects, the probe must not.
+    settings.SECURE_SSL_REDIRECT = True
+    settings.ALLOWED_HOSTS = ["weather.example.org"]
+    probe = Client().get("/healthz", HTTP_HOST="10.0.0.5:8000")
+    assert probe.status_code == 200
+    assert probe.json() == {"status": "ok"}
+    assert Client().get("/", HTTP_HOST="weather.example.org").status_code == 301
+    assert Client().post("/healthz", HTTP_HOST="weather.example.org", secure=True).status_code == 405
+
+
 @pytest.mark.django_db
 def test_admin_needs_authentication():
     response = Client().get("/admin/")

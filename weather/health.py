@@ -13,12 +13,6 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from . import metrics
 
 
-@require_safe
-def healthz(request: HttpRequest) -> JsonResponse:
-    """The process is up and serving requests."""
-    return JsonResponse({"status": "ok"})
-
-
 def _check_database() -> str:
     with connection.cursor() as cursor:
         cursor.execute("SELECT 1")
@@ -29,6 +23,12 @@ def _check_broker() -> str:
     with Connection(settings.CELERY_BROKER_URL, connect_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT) as conn:
         conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
     return "ok"
+
+
+@require_safe
+def healthz(request: HttpRequest) -> JsonResponse:
+    """The process is up. LivenessMiddleware answers GET first; this route gives other methods their 405."""
+    return JsonResponse({"status": "ok"})
 
 
 @require_safe
