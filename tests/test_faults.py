@@ -28,7 +28,10 @@ from .factories import make_cities, make_city
 pytestmark = pytest.mark.integration
 
 FROZEN = 1_790_000_000.0
-BULK_ENV = {"WEATHER_BATCH_SIZE": "20", "TASK_MAX_CRASHES": "20"}
+BATCHES_OF_20 = {"WEATHER_BATCH_SIZE": "20"}
+# Killing every child a dozen times in a minute can cut the same batch short more
+# than the default three times; this scenario is about losing nothing, not the cap.
+BULK_ENV = {**BATCHES_OF_20, "TASK_MAX_CRASHES": "20"}
 
 
 @pytest.fixture
@@ -154,7 +157,8 @@ def test_a_database_restart_mid_refresh_is_retried_without_a_crash_loop(faults, 
 
 
 def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(faults, sim):
-    limits = {**BULK_ENV, "WEATHER_QUOTA_PER_MINUTE": "3000", "WEATHER_QUOTA_PER_HOUR": "20000",
+    # The default crash cap: provider faults end in retries, never in crashes.
+    limits = {**BATCHES_OF_20, "WEATHER_QUOTA_PER_MINUTE": "3000", "WEATHER_QUOTA_PER_HOUR": "20000",
               "WEATHER_QUOTA_PER_DAY": "50000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
     sim.configure(error_rate=0.075, rate_limit_rate=0.075, timeout_rate=0.075, malformed_rate=0.075,
                   timeout_sleep_s=2, retry_after_s=0.2, seed=7, fixed_time=FROZEN)

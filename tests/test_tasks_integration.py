@@ -3,13 +3,15 @@
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.test import Client
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from tools.harness import wait_for
-from weather.models import DailySummary, WeatherData
-from weather.tasks import cleanup_old_weather_data, update_all_weather_data
+from routing import DEAD_LETTER_QUEUE
+from tools.harness import queue_depth, wait_for
+from weather.models import DailySummary, TaskAttempt, WeatherData
+from weather.tasks import cleanup_old_weather_data, fetch_weather_for_city, update_all_weather_data
 
 from .factories import make_cities, make_city
 
@@ -43,6 +45,21 @@ def test_transient_fault_is_retried_then_succeeds(live, sim):
     assert body["state"] == "SUCCESS"
     assert sim.stats()["served"] == {"error": 1, "rate_limit": 1, "ok": 1}
     assert WeatherData.objects.filter(city=city).count() == 1
+
+
+def test_retries_past_the_crash_cap_are_not_counted_as_crashes(live, sim):
+    # Three transient faults use the fetch's three retries; with the default cap of
+    # three crashes, counting each retry as a crash would dead-letter the last one.
+    assert settings.TASK_MAX_CRASHES == 3
+    assert fetch_weather_for_city.max_retries == 3
+    city = make_city()
+    dead_before = queue_depth(DEAD_LETTER_QUEUE.name)
+    sim.script("error", "error", "error")
+    body = refresh_and_wait(Client(), city.pk)
+    assert body["state"] == "SUCCESS", body
+    assert sim.stats()["served"] == {"error": 3, "ok": 1}
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == dead_before
+    assert not TaskAttempt.objects.filter(task_id=body["task_id"]).exists(), "an ended message is forgotten"
 
 
 def test_permanent_fault_fails_readably_without_a_row(live, sim):

@@ -102,6 +102,10 @@ def replay(task_ids: set[str] | None = None) -> list[DeadLetter]:
             properties = {key: value for key, value in message.properties.items()
                           if key in ("content_type", "content_encoding", "priority", "correlation_id", "reply_to")}
             headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}
+            # A replay is an operator's fresh attempt: the full retry budget again, and
+            # no expiry that has long passed (Celery would discard the message as revoked).
+            headers["retries"] = 0
+            headers.pop("expires", None)
             copy = Message(message.body, application_headers=headers, delivery_mode=2, **properties)
             # Confirmed before the dead copy is acked: a crash in between duplicates, never loses.
             channel.basic_publish(copy, exchange=TASK_EXCHANGE.name, routing_key=letter.lane)

@@ -1,12 +1,14 @@
 """Crash safety for acks-late tasks: a message that keeps killing its worker goes to dead letters.
 
 Acks late plus reject-on-worker-lost puts a message back on its queue when the
-process running it dies, so no work is lost. A poison message would then crash
-worker after worker forever. RabbitMQ's classic queues (needed for priorities)
-have no delivery limit, so each start of a message is recorded; a message
-started more than TASK_MAX_CRASHES times without finishing is rejected without
-requeue, into the dead-letter exchange. Counting starts, not redeliveries,
-keeps messages that were merely prefetched by a dying worker out of the count.
+process running it dies (or hits its hard time limit), so no work is lost. A
+poison message would then crash worker after worker forever. RabbitMQ's classic
+queues (needed for priorities) have no delivery limit, so each start of a
+message is recorded; a message started more than TASK_MAX_CRASHES times without
+ending is rejected without requeue, into the dead-letter exchange. Counting
+starts, not redeliveries, keeps messages that were merely prefetched by a dying
+worker out of the count. A retry is an ending too: it is a new message with the
+same id, and must not be mistaken for a crash of the old one.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db import DatabaseError
+from django.db import Error, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
@@ -25,17 +27,21 @@ from .models import TaskAttempt
 
 
 def record_start(task_id: str, task_name: str, lane: str) -> int:
-    """Count one start of this message; returns how many times it has started unfinished."""
-    attempt, created = TaskAttempt.objects.get_or_create(
-        task_id=task_id, defaults={"task_name": task_name, "lane": lane, "starts": 1})
-    if created:
-        return 1
-    TaskAttempt.objects.filter(pk=attempt.pk).update(starts=F("starts") + 1, last_started_at=timezone.now())
-    return attempt.starts + 1
+    """Count one start of this message; returns how many times it has started without ending."""
+    attempts = TaskAttempt.objects.filter(task_id=task_id)
+    if not attempts.update(starts=F("starts") + 1, last_started_at=timezone.now()):
+        try:
+            with transaction.atomic():
+                TaskAttempt.objects.create(task_id=task_id, task_name=task_name, lane=lane, starts=1)
+            return 1
+        except IntegrityError:
+            # Another copy of the message (a redelivery after a connection loss) got there first.
+            attempts.update(starts=F("starts") + 1, last_started_at=timezone.now())
+    return attempts.values_list("starts", flat=True).get()
 
 
 def record_end(task_id: str) -> None:
-    """The message finished (success, failure or retry): forget its starts."""
+    """The message ended (success, failure or retry): forget its starts."""
     TaskAttempt.objects.filter(task_id=task_id).delete()
 
 
@@ -48,15 +54,31 @@ class CrashGuardedTask(Task):
             lane = (request.delivery_info or {}).get("routing_key") or ""
             try:
                 starts = record_start(request.id, self.name, lane)
-            except DatabaseError:
+            except Error:
                 starts = 1  # cannot count now: run it; the task itself retries database trouble
             crashes = starts - 1
             if crashes >= settings.TASK_MAX_CRASHES:
-                raise Reject(f"{self.name}[{request.id}] crashed its worker {crashes} times", requeue=False)
+                self.on_crash_limit(request.id, args, kwargs)
+                raise Reject(
+                    f"{self.name}[{request.id}] was cut short {crashes} times (worker died or hard time limit)",
+                    requeue=False,
+                )
         return super().__call__(*args, **kwargs)
+
+    def on_crash_limit(self, task_id: str, args: tuple, kwargs: dict) -> None:
+        """Called just before a poison message is dead-lettered: release what it holds.
+
+        Its TaskAttempt row stays: `deadletters list` reads the crash count from it.
+        """
+
+    def on_retry(self, exc: Exception, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
+        """A retry ends this message: its successor starts counting from zero."""
+        # Celery skips after_return for RETRY, so the starts are forgotten here.
+        with contextlib.suppress(Error):
+            record_end(task_id)
 
     def after_return(self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         """Forget the starts of a message that ran to an end."""
         # A row left behind is harmless; retention removes it.
-        with contextlib.suppress(DatabaseError):
+        with contextlib.suppress(Error):
             record_end(task_id)

@@ -42,10 +42,18 @@ class CityFetchTask(CrashGuardedTask):
     def after_return(self, status: str, retval: object, task_id: str, args: tuple, kwargs: dict,
                      einfo: object) -> None:
         super().after_return(status, retval, task_id, args, kwargs, einfo)
-        if status != "RETRY":
-            # During a database outage the slot stays; it expires after PENDING_FETCH_TTL.
-            with contextlib.suppress(OperationalError, InterfaceError):
-                PendingFetch.objects.filter(task_id=task_id).delete()
+        _release_fetch_slot(task_id)
+
+    def on_crash_limit(self, task_id: str, args: tuple, kwargs: dict) -> None:
+        super().on_crash_limit(task_id, args, kwargs)
+        _release_fetch_slot(task_id)
+
+
+def _release_fetch_slot(task_id: str) -> None:
+    # Celery calls after_return for every ending but a retry, which keeps the slot.
+    # During a database outage the slot stays; it expires after PENDING_FETCH_TTL.
+    with contextlib.suppress(OperationalError, InterfaceError):
+        PendingFetch.objects.filter(task_id=task_id).delete()
 
 
 @shared_task(bind=True, base=CityFetchTask, max_retries=3)
@@ -93,7 +101,9 @@ def update_all_weather_data(self) -> dict:
     return run.summary()
 
 
-@shared_task(bind=True, max_retries=5, ignore_result=True)
+# Results ignored (thousands of batches a run report through RefreshBatch rows), but
+# a failure is stored so `deadletters list` can say why a batch died.
+@shared_task(bind=True, max_retries=5, ignore_result=True, store_errors_even_if_ignored=True)
 def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) -> None:
     """One provider request and one bulk upsert for a batch of cities (bulk lane)."""
     batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
