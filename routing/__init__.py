@@ -1,6 +1,7 @@
 """The messaging topology, declared once: exchanges, lane queues, priorities and task routes."""
 
 from .lanes import (
+    ALL_QUEUES,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     LANE_NAMES,
@@ -14,6 +15,7 @@ from .lanes import (
 from .routes import TASK_LANES, UnroutedTaskError, lane_for, route_task
 
 __all__ = [
+    "ALL_QUEUES",
     "DEAD_LETTER_EXCHANGE",
     "DEAD_LETTER_QUEUE",
     "LANES",

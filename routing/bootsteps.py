@@ -6,14 +6,14 @@ from typing import Any
 
 from celery import bootsteps
 
-from .lanes import DEAD_LETTER_QUEUE, LANE_QUEUES
+from .lanes import ALL_QUEUES
 
 
 def declare_topology(channel: Any) -> None:
     """Declare every exchange, lane queue and the dead-letter queue (idempotent)."""
-    # The DLX and its queue must exist before a lane rejects anything: RabbitMQ
-    # silently drops dead letters whose exchange is missing.
-    for queue in (DEAD_LETTER_QUEUE, *LANE_QUEUES):
+    # All of them before the worker consumes: RabbitMQ silently drops dead letters
+    # whose exchange is missing, so the DLX must exist before a lane rejects anything.
+    for queue in ALL_QUEUES:
         queue.bind(channel).declare()
 
 

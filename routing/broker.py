@@ -6,9 +6,16 @@ import contextlib
 from dataclasses import dataclass
 from typing import Any
 
-from amqp.exceptions import NotFound, PreconditionFailed
+from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
+from kombu.exceptions import KombuError
 
-from .lanes import DEAD_LETTER_QUEUE, LANE_QUEUES
+from .lanes import ALL_QUEUES
+
+# The ways talking to an absent or unhappy broker fails: kombu's connection errors
+# (OperationalError is not an OSError), AMQP channel errors and plain socket errors.
+BROKER_ERRORS: tuple[type[Exception], ...] = (KombuError, AMQPError, OSError)
+# How long a request or a command waits for the broker before it says it is away.
+CONNECT_TIMEOUT_S = 3.0
 
 
 @dataclass(frozen=True)
@@ -35,15 +42,16 @@ def queue_state(connection: Any, name: str) -> QueueState:
             channel.close()
 
 
-def declared_queue_names() -> list[str]:
-    """Every queue of the topology: the lanes, then the dead-letter queue."""
-    return [queue.name for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE)]
+def connect(connection: Any, timeout: float = CONNECT_TIMEOUT_S) -> Any:
+    """Open `connection` with one quick try, so a caller answers "broker away" instead of hanging."""
+    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    return connection
 
 
 def check_arguments(connection: Any) -> list[str]:
     """Problems with queues whose broker-side arguments differ from the declaration."""
     problems = []
-    for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
+    for queue in ALL_QUEUES:
         channel = connection.channel()
         try:
             # A non-passive declare with the declared arguments fails with

@@ -75,3 +75,6 @@ DEAD_LETTER_QUEUE = Queue(
     routing_key="dead_letter",
     durable=True,
 )
+
+# Every queue of the topology: the lanes, then the dead-letter queue.
+ALL_QUEUES: tuple[Queue, ...] = (*LANE_QUEUES, DEAD_LETTER_QUEUE)

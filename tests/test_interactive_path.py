@@ -10,6 +10,7 @@ from django.test import Client
 from prometheus_client.parser import text_string_to_metric_families
 
 from routing import Priority
+from server_config.celery import app
 from tools.harness import purge_lanes, queue_depth, wait_for
 from weather.charts import sparkline_points
 from weather.dispatch import enqueue_city_fetch
@@ -118,6 +119,18 @@ def test_ops_queues_reports_depth_and_consumers_from_rabbitmq(live, staff):
     page = staff.get("/ops/")
     assert page.status_code == 200
     assert b'data-lane="maintenance"' in page.content
+
+
+def test_operator_views_answer_503_when_the_broker_is_away(staff, monkeypatch):
+    monkeypatch.setitem(app.conf, "broker_read_url", "amqp://guest:guest@127.0.0.1:1//")
+    started = time.monotonic()
+    refused = staff.get("/api/ops/queues")
+    assert time.monotonic() - started < 10
+    assert refused.status_code == 503
+    assert refused.json()["error"].startswith("broker unreachable")
+    page = staff.get("/ops/")
+    assert page.status_code == 503
+    assert b"broker unreachable" in page.content
 
 
 def test_operator_views_need_staff(live):

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from routing import DEAD_LETTER_QUEUE, LANE_QUEUES
+from routing import ALL_QUEUES
 from routing.bootsteps import declare_topology
 from routing.broker import queue_state
 from server_config.celery import app
@@ -72,7 +72,7 @@ def purge_lanes() -> None:
     with app.connection_for_write() as conn:
         channel = conn.default_channel
         declare_topology(channel)
-        for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
+        for queue in ALL_QUEUES:
             channel.queue_purge(queue.name)
 
 

@@ -7,13 +7,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import timedelta
 
-from amqp.exceptions import AMQPError
 from celery import chain, uuid
 from django.db import IntegrityError, transaction
 from django.utils import timezone
-from kombu.exceptions import KombuError
 
 from routing import Priority
+from routing.broker import BROKER_ERRORS
 
 from .models import PendingFetch
 from .refresh import UnknownCityError
@@ -22,7 +21,6 @@ from .tasks import extract_data, fetch_weather_for_city, load_data, transform_da
 # A request should answer 503 within a couple of seconds when the broker is away,
 # not hang through Celery's default publish retries.
 REQUEST_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
-BROKER_ERRORS = (KombuError, AMQPError, OSError)
 # A pending fetch older than this is presumed lost (its worker and every
 # redelivery gone): the next request replaces it instead of returning a dead id.
 # Covers the interactive hard limit times the attempts, plus the retry backoff.

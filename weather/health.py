@@ -10,6 +10,8 @@ from django.views.decorators.http import require_safe
 from kombu import Connection
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from routing.broker import connect
+
 from . import metrics
 
 
@@ -21,7 +23,7 @@ def _check_database() -> str:
 
 def _check_broker() -> str:
     with Connection(settings.CELERY_BROKER_URL, connect_timeout=settings.CELERY_BROKER_CONNECTION_TIMEOUT) as conn:
-        conn.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=3)
+        connect(conn)
     return "ok"
 
 

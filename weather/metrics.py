@@ -21,7 +21,7 @@ from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 from routing import LANES
-from routing.broker import queue_state
+from routing.broker import connect, queue_state
 
 ENQUEUED_AT_HEADER = "f_brain_enqueued_at"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)
@@ -82,7 +82,7 @@ class BrokerCollector(Collector):
         up = GaugeMetricFamily("f_brain_broker_up", "Whether the broker answered this scrape")
         try:
             with app.connection_for_read() as connection:
-                connection.ensure_connection(max_retries=1)
+                connect(connection)
                 for lane in LANES:
                     state = queue_state(connection, lane.name)
                     depth.add_metric([lane.name], state.messages)

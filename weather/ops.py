@@ -11,12 +11,16 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, LANES, TASK_LANES
-from routing.broker import queue_state
+from routing.broker import BROKER_ERRORS, connect, queue_state
 from server_config.celery import app
 from workers.pools import load_pools
 
 RECENT = timedelta(hours=1)
 RECENT_ROWS = 500
+
+
+class BrokerUnreachableError(RuntimeError):
+    """The broker could not be asked for queue depths and consumers."""
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -64,10 +68,13 @@ def _schedules() -> list[dict]:
 def lanes_status() -> dict:
     """Everything /ops/ shows, read from the broker, the registry and the result backend."""
     pools = load_pools()
-    with app.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1)
-        states = {lane.name: queue_state(connection, lane.name) for lane in LANES}
-        dead = queue_state(connection, DEAD_LETTER_QUEUE.name)
+    try:
+        with app.connection_for_read() as connection:
+            connect(connection)
+            states = {lane.name: queue_state(connection, lane.name) for lane in LANES}
+            dead = queue_state(connection, DEAD_LETTER_QUEUE.name)
+    except BROKER_ERRORS as error:
+        raise BrokerUnreachableError(f"broker unreachable: {error}") from error
     lanes = []
     for lane in LANES:
         state = states[lane.name]

@@ -17,7 +17,7 @@ from routing import Priority
 
 from .charts import sparkline_points
 from .models import City, WeatherData
-from .ops import lanes_status
+from .ops import BrokerUnreachableError, lanes_status
 from .views import enqueue_refresh, error_response, search_term
 
 PAGE_SIZE = 25
@@ -62,8 +62,8 @@ def ops(request: HttpRequest) -> HttpResponse:
     """Lanes, pools, outcomes, schedules and dead letters at a glance."""
     try:
         status = lanes_status()
-    except OSError as error:
-        return render(request, "weather/ops.html", {"error": f"broker unreachable: {error}"}, status=503)
+    except BrokerUnreachableError as error:
+        return render(request, "weather/ops.html", {"error": str(error)}, status=503)
     return render(request, "weather/ops.html", {"status": status})
 
 
@@ -74,5 +74,5 @@ def ops_queues_json(request: HttpRequest) -> JsonResponse:
         return error_response(403, "staff only: sign in through /admin/ first")
     try:
         return JsonResponse(lanes_status())
-    except OSError as error:
-        return error_response(503, f"broker unreachable: {error}")
+    except BrokerUnreachableError as error:
+        return error_response(503, str(error))

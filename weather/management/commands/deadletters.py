@@ -6,6 +6,7 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
+from routing.broker import BROKER_ERRORS
 from weather import deadletters
 
 
@@ -28,7 +29,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         try:
             getattr(self, f"_{options['action']}")(options)
-        except OSError as error:
+        except BROKER_ERRORS as error:
             raise CommandError(f"broker unreachable: {error}") from error
 
     def _list(self, options: dict) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from routing import DEAD_LETTER_EXCHANGE, DEAD_LETTER_QUEUE, LANE_QUEUES, TASK_EXCHANGE, TASK_LANES
-from routing.broker import check_arguments, queue_state
+from routing import ALL_QUEUES, DEAD_LETTER_EXCHANGE, LANE_QUEUES, TASK_EXCHANGE, TASK_LANES
+from routing.broker import BROKER_ERRORS, check_arguments, connect, queue_state
 from server_config.celery import app
 from workers.pools import load_pools
 
@@ -30,7 +30,7 @@ class Command(BaseCommand):
         for exchange in (TASK_EXCHANGE, DEAD_LETTER_EXCHANGE):
             out(f"  {exchange.name:<16} {exchange.type:<7} durable={exchange.durable}")
         out("Queues (bindings)")
-        for queue in (*LANE_QUEUES, DEAD_LETTER_QUEUE):
+        for queue in ALL_QUEUES:
             arguments = ", ".join(f"{k}={v}" for k, v in sorted((queue.queue_arguments or {}).items()))
             out(f"  {queue.name:<12} <- {queue.exchange.name} key={queue.routing_key:<12} {arguments}")
         out("Routes")
@@ -46,8 +46,8 @@ class Command(BaseCommand):
         problems: list[str] = []
         try:
             with app.connection_for_read() as connection:
-                connection.ensure_connection(max_retries=1)
-                states = {q.name: queue_state(connection, q.name) for q in (*LANE_QUEUES, DEAD_LETTER_QUEUE)}
+                connect(connection)
+                states = {q.name: queue_state(connection, q.name) for q in ALL_QUEUES}
                 problems += [f"queue {name!r} does not exist" for name, state in states.items() if not state.exists]
                 if not problems:
                     problems += check_arguments(connection)
@@ -56,7 +56,7 @@ class Command(BaseCommand):
                     for queue in LANE_QUEUES
                     if states[queue.name].exists and states[queue.name].consumers < 1
                 ]
-        except OSError as error:
+        except BROKER_ERRORS as error:
             raise CommandError(f"broker unreachable: {error}") from error
         self.stdout.write("Broker")
         for state in states.values():
