@@ -79,6 +79,10 @@ def test_environment_overrides_apply():
         ({"WORKER_BULK_SOFT_TIME_LIMIT": "400"}, "soft_time_limit must be below time_limit"),
         ({"WORKER_MAINTENANCE_TIME_LIMIT": "1900", "WORKER_MAINTENANCE_SOFT_TIME_LIMIT": "1700"},
          "consumer_timeout"),
+        # Early acks do not lift the limit: prefetched messages still wait unacknowledged.
+        ({"WORKER_MAINTENANCE_ACKS_LATE": "false", "WORKER_MAINTENANCE_REJECT_ON_WORKER_LOST": "false",
+          "WORKER_MAINTENANCE_TIME_LIMIT": "1900", "WORKER_MAINTENANCE_SOFT_TIME_LIMIT": "1700"}, "consumer_timeout"),
+        ({"WORKER_INTERACTIVE_PREFETCH_MULTIPLIER": "4"}, "must be 1 on a priority lane"),
         ({"WORKER_BULK_IMPLEMENTATION": "threads"}, "implementation must be one of"),
         ({"WORKER_BULK_ACKS_LATE": "maybe"}, "is not a boolean"),
     ],

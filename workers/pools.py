@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
-from routing import LANE_NAMES
+from routing import LANE_NAMES, LANES
+
+# A worker serves what it has prefetched in arrival order, whatever the priorities:
+# on a priority lane only prefetch 1 lets RabbitMQ's ordering decide what runs next.
+PRIORITISED_LANES = frozenset(lane.name for lane in LANES if lane.prioritised)
 
 # RabbitMQ closes a channel whose delivery stays unacknowledged longer than this
 # (its default `consumer_timeout`, 30 min). With acks late, a task's hard limit and
@@ -31,7 +35,6 @@ class Pool:
     """One worker pool: what it consumes and how it is tuned."""
 
     name: str
-    queues: tuple[str, ...]
     implementation: str
     concurrency: int
     prefetch_multiplier: int
@@ -42,6 +45,13 @@ class Pool:
     max_tasks_per_child: int
     max_memory_per_child_kb: int
     soft_shutdown_timeout: int
+    # A pool is named after the lane it serves and consumes that lane's queue,
+    # unless it is declared with queues of its own.
+    queues: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.queues:
+            object.__setattr__(self, "queues", (self.name,))
 
     def validate(self) -> None:
         """Reject values that cannot work together, naming the pool and the value."""
@@ -58,16 +68,18 @@ class Pool:
             problems.append("soft_time_limit must be below time_limit so the task can clean up")
         if self.reject_on_worker_lost and not self.acks_late:
             problems.append("reject_on_worker_lost needs acks_late")
-        if self.acks_late:
-            # Worst case for the last prefetched message: it waits for every task
-            # ahead of it in this process to run to its hard limit.
-            worst_wait = self.time_limit * self.prefetch_multiplier
-            if worst_wait >= RABBITMQ_CONSUMER_TIMEOUT_S:
-                problems.append(
-                    f"time_limit x prefetch_multiplier = {worst_wait}s reaches RabbitMQ's "
-                    f"consumer_timeout ({RABBITMQ_CONSUMER_TIMEOUT_S}s): unacked messages would be "
-                    "redelivered while still queued in the worker"
-                )
+        # Worst case for the last prefetched (so still unacknowledged) message: it
+        # waits for every task ahead of it in this process to run to its hard limit.
+        worst_wait = self.time_limit * self.prefetch_multiplier
+        if worst_wait >= RABBITMQ_CONSUMER_TIMEOUT_S:
+            problems.append(
+                f"time_limit x prefetch_multiplier = {worst_wait}s reaches RabbitMQ's "
+                f"consumer_timeout ({RABBITMQ_CONSUMER_TIMEOUT_S}s): unacked messages would be "
+                "redelivered while still queued in the worker"
+            )
+        if PRIORITISED_LANES & set(self.queues) and self.prefetch_multiplier != 1:
+            problems.append("prefetch_multiplier must be 1 on a priority lane: prefetched messages run "
+                            "in arrival order, not by priority")
         unknown = set(self.queues) - set(LANE_NAMES)
         if unknown:
             problems.append(f"consumes undeclared queues {sorted(unknown)}")
@@ -90,7 +102,6 @@ class Pool:
 DEFAULT_POOLS: tuple[Pool, ...] = (
     Pool(
         name="interactive",
-        queues=("interactive",),
         implementation="prefork",
         concurrency=6,
         prefetch_multiplier=1,
@@ -104,7 +115,6 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
     ),
     Pool(
         name="bulk",
-        queues=("bulk",),
         implementation="prefork",
         concurrency=2,
         prefetch_multiplier=4,
@@ -118,7 +128,6 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
     ),
     Pool(
         name="maintenance",
-        queues=("maintenance",),
         implementation="prefork",
         concurrency=1,
         prefetch_multiplier=1,
@@ -180,9 +189,9 @@ def load_pools(environ: Mapping[str, str] | None = None) -> dict[str, Pool]:
     return resolved
 
 
-def validate_registry(pools: object) -> None:
+def validate_registry(pools: Iterable[Pool]) -> None:
     """Every pool valid, and every lane consumed by exactly one pool."""
-    pools = list(pools)  # type: ignore[call-overload]
+    pools = list(pools)
     for pool in pools:
         pool.validate()
     for lane in LANE_NAMES:
