@@ -1,5 +1,7 @@
 """The interactive path: de-duplicated priority fetches, rate limits, operator views, health and metrics."""
 
+import os
+import socket
 import threading
 import time
 
@@ -162,6 +164,8 @@ def test_metrics_parse_and_move_when_tasks_run(live, sim):
     key = ("f_brain_tasks_total", (("lane", "interactive"), ("state", "SUCCESS"),
                                    ("task", "weather.tasks.fetch_weather_for_city")))
     wait_key = ("f_brain_task_queue_wait_seconds_count", (("lane", "interactive"),))
+    run_key = ("f_brain_task_runtime_seconds_count", (("lane", "interactive"),
+                                                      ("task", "weather.tasks.fetch_weather_for_city")))
     before = _samples(Client().get("/metrics").content.decode())
     city = make_city()
     enqueue_city_fetch(city.pk, Priority.CLICK)
@@ -171,8 +175,13 @@ def test_metrics_parse_and_move_when_tasks_run(live, sim):
     after = _samples(response.content.decode())
     assert after[key] == before.get(key, 0) + 1
     assert after[wait_key] == before.get(wait_key, 0) + 1
+    assert after[run_key] == before.get(run_key, 0) + 1
     assert after[("f_brain_queue_consumers", (("lane", "interactive"),))] >= 1
     assert after[("f_brain_broker_up", ())] == 1
+    # Files carry the host name: pools in containers sharing a volume repeat pids.
+    files = os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
+    assert files
+    assert all(f"_{socket.gethostname()}-" in name for name in files), files
 
 
 def test_health_and_readiness(live, settings):
