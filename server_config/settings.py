@@ -19,12 +19,23 @@ VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
 
 # --- Core -------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
+# What .env.example holds where a secret belongs: copied unchanged, it must not start.
+PLACEHOLDER_SECRET = "change-me"
+
+
+def refuse_placeholder(name: str, value: str | None) -> None:
+    """Outside development, refuse a secret still set to the .env.example placeholder."""
+    if not DEBUG and value and PLACEHOLDER_SECRET in value.lower():
+        raise ImproperlyConfigured(f"{name} still holds the .env.example placeholder: set a real secret")
+
+
 SECRET_KEY = env_str("SECRET_KEY")
+refuse_placeholder("SECRET_KEY", SECRET_KEY)
 if not SECRET_KEY:
     if not DEBUG:
         raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
     SECRET_KEY = "django-insecure-local-development-only"
-elif not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5):
+elif not DEBUG and (len(SECRET_KEY) < 50 or len(set(SECRET_KEY)) < 5 or SECRET_KEY.startswith("django-insecure")):
     raise ImproperlyConfigured(
         "SECRET_KEY is too weak for DEBUG off: use 50+ random characters, e.g. "
         "python -c 'import secrets; print(secrets.token_urlsafe(50))'"
@@ -94,6 +105,7 @@ TEMPLATES = [
 
 # --- Database -----------------------------------------------------------------
 if env_bool("USE_POSTGRES", False):
+    refuse_placeholder("POSTGRES_PASSWORD", env_str("POSTGRES_PASSWORD"))
     DATABASES = {
         "default": {
             "ENGINE": "django.db.backends.postgresql",
@@ -184,6 +196,7 @@ if not DEBUG:
     # well-known password (RabbitMQ itself refuses guest from other hosts).
     if _broker.username == "guest" and _broker.hostname not in ("localhost", "127.0.0.1", "::1"):
         raise ImproperlyConfigured("the broker URL uses the guest account on a non-local host: set real credentials")
+    refuse_placeholder("the broker URL's password", _broker.password)
 CELERY_RESULT_BACKEND = "django-db"
 CELERY_RESULT_EXTENDED = True  # keep task name, args and worker with each result
 CELERY_ACCEPT_CONTENT = ["application/json"]

@@ -32,6 +32,13 @@ def test_production_settings_pass_the_deploy_check_with_no_warning():
     [
         ({}, "SECRET_KEY must be set"),
         ({"SECRET_KEY": "short-and-guessable"}, "SECRET_KEY is too weak"),
+        ({"SECRET_KEY": "django-insecure-" + STRONG_KEY}, "SECRET_KEY is too weak"),
+        ({"SECRET_KEY": "change-me-to-50-or-more-random-characters-from-secrets-token-urlsafe"},
+         "SECRET_KEY still holds the .env.example placeholder"),
+        ({"SECRET_KEY": STRONG_KEY, "ALLOWED_HOSTS": "weather.example.org", "USE_POSTGRES": "true",
+          "POSTGRES_PASSWORD": "change-me"}, "POSTGRES_PASSWORD still holds the .env.example placeholder"),
+        ({"SECRET_KEY": STRONG_KEY, "ALLOWED_HOSTS": "weather.example.org",
+          "RABBITMQ_URL": "amqp://f_brain:change-me@rabbitmq:5672/"}, "password still holds the .env.example"),
         ({"SECRET_KEY": STRONG_KEY}, "ALLOWED_HOSTS must list"),
         ({"SECRET_KEY": STRONG_KEY, "ALLOWED_HOSTS": "weather.example.org",
           "RABBITMQ_URL": "amqp://guest:guest@rabbitmq:5672/"}, "guest account"),
