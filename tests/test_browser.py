@@ -1,6 +1,7 @@
 """End to end in headless Chromium: search, Refresh, the reading appears; the operator sees three lanes."""
 
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -50,15 +51,17 @@ def browser_page(monkeypatch):
             browser.close()
 
 
-def test_dashboard_refresh_and_operations_in_a_real_browser(live, live_server, browser_page):
+def test_dashboard_refresh_and_operations_in_a_real_browser(live, sim, live_server, browser_page):
     ARTIFACTS.mkdir(exist_ok=True)
     page = browser_page
     paris = make_city("Paris", 48.8566, 2.3522, population=2_100_000)
-    make_city("Lyon", 45.75, 4.85, population=500_000)
+    lyon = make_city("Lyon", 45.75, 4.85, population=500_000)
 
     page.goto(f"{live_server.url}/")
+    assert page.locator("#cities tbody tr").count() == 2
     page.fill("input[name=q]", "Paris")
     page.click("form[role=search] button[type=submit]")
+    page.wait_for_url("**q=Paris**")
     rows = page.locator("#cities tbody tr")
     assert rows.count() == 1
     row = page.locator(f"tr[data-city-id='{paris.pk}']")
@@ -69,8 +72,18 @@ def test_dashboard_refresh_and_operations_in_a_real_browser(live, live_server, b
     temperature = row.locator(".temperature").inner_text()
     assert temperature != NO_VALUE
     assert float(temperature) == paris.readings.get().temperature
-    assert "s" in row.locator(".state").inner_text()  # how long it took
+    # How long the person waited, and how long the task itself ran.
+    assert re.fullmatch(r"SUCCESS · \d+\.\d s \(ran \d+\.\d s\)", row.locator(".state").inner_text())
     page.screenshot(path=str(ARTIFACTS / "dashboard.png"), full_page=True)
+
+    # A fetch that fails for good ends the polling with the reason, not a spinner.
+    page.goto(f"{live_server.url}/?q=Lyon")
+    sim.script("malformed")
+    failing = page.locator(f"tr[data-city-id='{lyon.pk}']")
+    failing.locator("button.refresh").click()
+    failing.locator(".state", has_text="FAILURE").wait_for()
+    assert "PermanentProviderError" in failing.locator(".state").inner_text()
+    assert failing.locator(".temperature").inner_text() == NO_VALUE
 
     User.objects.create_user("operator", password="correct horse battery staple", is_staff=True)
     page.goto(f"{live_server.url}/ops/")

@@ -34,6 +34,8 @@ def test_refresh_through_the_api_stores_a_reading(live, sim):
     assert body["state"] == "SUCCESS"
     reading = WeatherData.objects.get(city=city)
     assert body["result"]["temperature"] == reading.temperature
+    assert 0 <= body["run_seconds"] < 10, "the run time, from the worker's start to its result"
+    assert body["date_started"] <= body["date_done"]
     assert sim.stats()["requests"] == 1
 
 

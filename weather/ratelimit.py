@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -33,8 +34,8 @@ def _window_start(now: datetime, seconds: int) -> datetime:
     return datetime.fromtimestamp(epoch - epoch % seconds, tz=now.tzinfo)
 
 
-def hit(key: str, limit: int, window_seconds: int = 60) -> float | None:
-    """Count one request; None when allowed, else seconds until the window resets."""
+def hit(key: str, limit: int, window_seconds: int = 60) -> int | None:
+    """Count one request; None when allowed, else whole seconds until the window resets."""
     now = timezone.now()
     start = _window_start(now, window_seconds)
     with transaction.atomic():
@@ -43,4 +44,5 @@ def hit(key: str, limit: int, window_seconds: int = 60) -> float | None:
         count = RateCounter.objects.values_list("count", flat=True).get(pk=counter.pk)
     if count <= limit:
         return None
-    return max(1.0, (start + timedelta(seconds=window_seconds) - now).total_seconds())
+    # Rounded up: a client that waits exactly Retry-After must find the new window open.
+    return max(1, math.ceil((start + timedelta(seconds=window_seconds) - now).total_seconds()))

@@ -6,6 +6,7 @@ import uuid as uuid_lib
 from datetime import date
 
 from celery.result import AsyncResult
+from celery.states import READY_STATES
 from django.conf import settings
 from django.core.paginator import EmptyPage, Paginator
 from django.db.models import OuterRef, Subquery
@@ -13,6 +14,7 @@ from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
 from django.views.decorators.http import require_POST, require_safe
+from django_celery_results.models import TaskResult
 
 from routing import Priority
 
@@ -58,8 +60,8 @@ def enqueue_refresh(request: HttpRequest, city_id: str, priority: Priority) -> J
         return pk
     wait = hit(client_key(request), settings.REFRESH_RATE_LIMIT_PER_MINUTE)
     if wait is not None:
-        response = error_response(429, "too many refresh requests; slow down", retry_after=int(wait))
-        response["Retry-After"] = str(int(wait))
+        response = error_response(429, "too many refresh requests; slow down", retry_after=wait)
+        response["Retry-After"] = str(wait)
         return response
     try:
         enqueued = enqueue_city_fetch(pk, priority)
@@ -109,8 +111,14 @@ def _describe(result: AsyncResult) -> dict:
     elif result.state in ("FAILURE", "RETRY"):
         error = result.result
         body["error"] = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    if result.date_done:
-        body["date_done"] = result.date_done.isoformat()
+    times = TaskResult.objects.filter(task_id=result.id).values_list("date_started", "date_done").first()
+    started, done = times or (None, None)
+    if started:
+        body["date_started"] = started.isoformat()
+    if done:
+        body["date_done"] = done.isoformat()
+    if started and done and result.state in READY_STATES:
+        body["run_seconds"] = round(max(0.0, (done - started).total_seconds()), 3)
     return body
 
 
