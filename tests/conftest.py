@@ -34,16 +34,21 @@ def sim(simulator_server: SimulatorServer, settings) -> Iterator[Simulator]:
     refresh.weather_service.cache_clear()
 
 
+# Slots per pool in tests: small, so a test can fill a pool on purpose.
+POOL_SLOTS = {"interactive": 2, "bulk": 2, "maintenance": 1}
+
+
 @pytest.fixture(scope="session")
 def pools(django_db_setup, django_db_blocker, simulator_server, tmp_path_factory) -> Iterator[WorkerPools]:
     """The three pools as real processes through the launcher, on the test database."""
     with django_db_blocker.unblock():
         database_name = connection.settings_dict["NAME"]
     purge_lanes()
-    manager = WorkerPools(worker_env(database_name, simulator_server.url), tmp_path_factory.mktemp("workers"))
+    manager = WorkerPools(worker_env(database_name, simulator_server.url), tmp_path_factory.mktemp("workers"),
+                          slots=POOL_SLOTS)
     try:
-        for pool in ("interactive", "bulk", "maintenance"):
-            manager.start(pool, concurrency=2 if pool != "maintenance" else 1)
+        for pool in POOL_SLOTS:
+            manager.start(pool)
         yield manager
     finally:
         manager.stop_all()

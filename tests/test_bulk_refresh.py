@@ -65,8 +65,8 @@ def test_quota_is_shared_by_processes_and_the_interactive_reserve_holds(live, si
     limited = {"WEATHER_QUOTA_PER_MINUTE": "100", "WEATHER_QUOTA_PER_HOUR": "1000",
                "WEATHER_QUOTA_PER_DAY": "5000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.2",
                "WEATHER_BATCH_SIZE": "20"}
-    live.start("bulk", extra_env=limited, concurrency=2)
-    live.start("interactive", extra_env=limited, concurrency=2)
+    live.start("bulk", extra_env=limited)
+    live.start("interactive", extra_env=limited)
     try:
         make_cities(200)
         result = update_all_weather_data.delay().get(timeout=30)
@@ -87,8 +87,8 @@ def test_quota_is_shared_by_processes_and_the_interactive_reserve_holds(live, si
         live.stop("bulk")
         live.stop("interactive")
         purge_lanes()  # the deferred batches must not run in later tests
-        live.start("bulk", concurrency=2)
-        live.start("interactive", concurrency=2)
+        live.start("bulk")
+        live.start("interactive")
 
 
 def test_refresh_all_command_waits_and_prints_the_summary(live, sim):

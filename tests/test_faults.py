@@ -43,14 +43,14 @@ def faults(live, sim):
     sim.reset()
     purge_lanes()
     for pool in ("interactive", "bulk"):
-        live.start(pool, concurrency=2)
+        live.start(pool)
     if not live.alive("maintenance"):
         live.start("maintenance")
 
 
 def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
     make_cities(cities)
-    live.start("bulk", extra_env=BULK_ENV, concurrency=2)
+    live.start("bulk", extra_env=BULK_ENV)
     summary = update_all_weather_data.delay().get(timeout=30)
     run = RefreshRun.objects.get(pk=summary["run_id"])
     wait_for(lambda: run.summary()["batches_done"] >= min_done, timeout=60, what="the refresh to be under way")
@@ -99,7 +99,7 @@ def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_not
                 continue
         else:
             faults.kill("bulk")
-            faults.start("bulk", extra_env=BULK_ENV, concurrency=2)
+            faults.start("bulk", extra_env=BULK_ENV)
         kills += 1
     assert kills >= 10, f"the refresh ended after only {kills} kills: give it more work"
     summary = _finish(run)
@@ -163,7 +163,7 @@ def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(f
     sim.configure(error_rate=0.075, rate_limit_rate=0.075, timeout_rate=0.075, malformed_rate=0.075,
                   timeout_sleep_s=2, retry_after_s=0.2, seed=7, fixed_time=FROZEN)
     make_cities(1000)
-    faults.start("bulk", extra_env=limits, concurrency=2)
+    faults.start("bulk", extra_env=limits)
     result = update_all_weather_data.delay().get(timeout=30)
     summary = _finish(RefreshRun.objects.get(pk=result["run_id"]))
     assert summary["cities_refreshed"] + summary["cities_failed"] == 1000

@@ -54,7 +54,7 @@ def test_simultaneous_requests_for_one_city_publish_one_message_with_one_id(live
         assert sorted(b["deduplicated"] for b in bodies) == [False, True]
         assert queue_depth("interactive") == 1
     finally:
-        live.start("interactive", concurrency=2)
+        live.start("interactive")
     wait_for(lambda: WeatherData.objects.filter(city=city).exists(), what="the one fetch")
     wait_for(lambda: not PendingFetch.objects.exists(), what="the pending slot to be released")
     again = Client().post(f"/api/cities/{city.pk}/refresh").json()
@@ -78,7 +78,7 @@ def test_a_rolled_back_transaction_publishes_nothing(live):
         assert queue_depth("interactive") == 0
         assert not PendingFetch.objects.exists()
     finally:
-        live.start("interactive", concurrency=2)
+        live.start("interactive")
 
 
 def test_the_refresh_endpoint_rate_limits_per_client(live, settings):
@@ -230,7 +230,7 @@ def test_the_refresh_endpoint_cannot_flood_the_provider(live, sim, settings):
         statuses = [client.post(f"/api/cities/{cities[i % 5].pk}/refresh").status_code for i in range(60)]
         assert queue_depth("interactive") == 5, "one message per city, however often it was asked for"
     finally:
-        live.start("interactive", concurrency=2)
+        live.start("interactive")
     assert (statuses.count(202), statuses.count(429)) == (30, 30)
     wait_for(lambda: not PendingFetch.objects.exists(), what="the five fetches")
     assert sim.stats()["requests"] == 5

@@ -10,12 +10,13 @@ from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, Priority
 from server_config.celery import app
-from tools.harness import queue_depth, wait_for
+from tools.harness import purge_lanes, queue_depth, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import cleanup_old_weather_data, extract_data, refresh_weather_batch, update_all_weather_data
 from workers.pools import load_pools
 
+from .conftest import POOL_SLOTS
 from .factories import make_cities, make_city
 
 pytestmark = pytest.mark.integration
@@ -70,32 +71,42 @@ def test_interactive_backlog_is_served_in_priority_order(live, sim):
         wait_for(lambda: WeatherData.objects.count() == 10, timeout=30, what="all fetches")
     finally:
         sim.configure(latency_ms=0)
-        live.start("interactive", concurrency=2)
+        live.start("interactive")
     order = [by_city[c] for c in WeatherData.objects.order_by("fetched_at").values_list("city_id", flat=True)
              if c in by_city]
     assert order == sorted(backlog, reverse=True), [p.name for p in order]
 
 
 def test_interactive_fetch_finishes_while_bulk_is_saturated(live, sim):
-    cities = make_cities(160)
-    sim.configure(latency_ms=400)
-    run = RefreshRun.objects.create(batch_size=10, batches_total=16, cities_total=160)
+    # Every bulk slot holds an 8 s batch and a long backlog waits behind them. A
+    # pool that also served bulk would make the fetch wait for a batch to end; in
+    # the topology it ends before any batch does.
+    batch, batches = 20, 100
+    cities = make_cities(batch * batches)
+    sim.configure(latency_per_location_ms=400)
+    run = RefreshRun.objects.create(batch_size=batch, batches_total=batches, cities_total=len(cities))
     ids = [c.pk for c in cities]
-    for index in range(16):
-        RefreshBatch.objects.create(run=run, index=index, cities=10)
-        refresh_weather_batch.delay(run.pk, index, ids[index * 10:(index + 1) * 10])
-    wait_for(lambda: sim.stats()["requests"] >= 2, timeout=10, what="bulk to be busy")
-    person = make_city()
-    started = time.monotonic()
-    enqueue_city_fetch(person.pk, Priority.CLICK)
-    wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="the interactive fetch")
-    elapsed = time.monotonic() - started
-    bulk_left = RefreshBatch.objects.filter(run=run, status=RefreshBatch.Status.PENDING).count()
-    soft_limit = load_pools({})["interactive"].soft_time_limit
-    assert elapsed < soft_limit, f"interactive fetch took {elapsed:.1f}s under bulk load"
-    assert bulk_left > 0, "bulk must still be saturated when the interactive fetch completes"
-    wait_for(lambda: run.summary()["finished"], timeout=60, what="the bulk backlog to drain")
-    sim.configure(latency_ms=0)
+    for index in range(batches):
+        RefreshBatch.objects.create(run=run, index=index, cities=batch)
+        refresh_weather_batch.delay(run.pk, index, ids[index * batch:(index + 1) * batch])
+    wait_for(lambda: sim.stats()["requests"] >= POOL_SLOTS["bulk"], timeout=10, what="every bulk slot to be busy")
+    try:
+        person = make_city()
+        started = time.monotonic()
+        enqueue_city_fetch(person.pk, Priority.CLICK)
+        wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="the interactive fetch")
+        elapsed = time.monotonic() - started
+        finished_batches = RefreshBatch.objects.filter(run=run).exclude(status=RefreshBatch.Status.PENDING).count()
+        backlog = queue_depth("bulk")
+    finally:
+        # Drop the backlog, and the batches the pool holds prefetched, before the next test.
+        live.kill("bulk")
+        purge_lanes()
+        sim.configure(latency_per_location_ms=0)
+        live.start("bulk")
+    assert finished_batches == 0, "the interactive fetch waited for a bulk batch to finish"
+    assert backlog > 50, "bulk must still hold its backlog when the interactive fetch completes"
+    assert elapsed < load_pools({})["interactive"].soft_time_limit
 
 
 def test_a_message_rejected_for_good_lands_in_dead_letter(live, sim):
@@ -146,5 +157,5 @@ def test_sigterm_requeues_unfinished_acks_late_work(live, sim):
         assert not WeatherData.objects.filter(city=city).exists()
         sim.configure(latency_ms=0)
     finally:
-        live.start("interactive", concurrency=2)
+        live.start("interactive")
     wait_for(lambda: WeatherData.objects.filter(city=city).exists(), timeout=30, what="the requeued fetch")

@@ -84,7 +84,7 @@ def test_city_deleted_after_enqueue_fails_with_a_clear_error(live, sim):
         response = client.post(f"/api/cities/{city.pk}/refresh")
         city.delete()
     finally:
-        live.start("interactive", concurrency=2)
+        live.start("interactive")
     body = wait_for(lambda: (b := client.get(response.json()["status_url"]).json())["state"] == "FAILURE" and b,
                     timeout=30, what="failure")
     assert f"city {city_id} does not exist" in body["error"]

@@ -104,8 +104,10 @@ def queue_consumers(name: str) -> int:
 class WorkerPools:
     """Real `python -m workers run <pool>` processes, started and stopped on demand."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, slots: dict[str, int] | None = None) -> None:
         self.env = env
+        # Concurrency per pool when a start names none (else the registry's default).
+        self.slots = dict(slots or {})
         log_dir.mkdir(parents=True, exist_ok=True)
         self.log_dir = log_dir
         self.processes: dict[str, subprocess.Popen] = {}
@@ -116,6 +118,8 @@ class WorkerPools:
 
         `overrides` become WORKER_<POOL>_<SETTING> variables; `extra_env` is passed as is.
         """
+        if pool in self.slots:
+            overrides.setdefault("concurrency", self.slots[pool])
         env = {**self.env, **(extra_env or {}),
                **{f"WORKER_{pool.upper()}_{k.upper()}": str(v) for k, v in overrides.items()}}
         argv = [sys.executable, "-m", "workers", "run", pool, "--loglevel", "INFO"]

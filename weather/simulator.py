@@ -31,6 +31,8 @@ class FaultConfig:
     """Latency and fault rates; each rate is a probability per forecast request."""
 
     latency_ms: float = 0.0
+    # Added per location asked for: a request for hundreds of places costs more than one.
+    latency_per_location_ms: float = 0.0
     error_rate: float = 0.0
     rate_limit_rate: float = 0.0
     timeout_rate: float = 0.0
@@ -234,8 +236,9 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         kind = state.next_fault(len(latitudes))
         config = state.config
-        if config.latency_ms:
-            time.sleep(config.latency_ms / 1000)
+        latency_ms = config.latency_ms + config.latency_per_location_ms * len(latitudes)
+        if latency_ms:
+            time.sleep(latency_ms / 1000)
         if kind == "timeout":
             time.sleep(config.timeout_sleep_s)
         if kind == "error":

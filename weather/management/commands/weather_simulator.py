@@ -15,7 +15,9 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--host", default="127.0.0.1")
         parser.add_argument("--port", type=int, default=8081)
-        parser.add_argument("--latency-ms", type=float, default=0.0)
+        parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+        parser.add_argument("--latency-per-location-ms", type=float, default=0.0,
+                            help="added for each location a request asks for")
         parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
         parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of 429 answers")
         parser.add_argument("--timeout-rate", type=float, default=0.0, help="share of requests that hang")
@@ -28,6 +30,7 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         config = FaultConfig(
             latency_ms=options["latency_ms"],
+            latency_per_location_ms=options["latency_per_location_ms"],
             error_rate=options["error_rate"],
             rate_limit_rate=options["rate_limit_rate"],
             timeout_rate=options["timeout_rate"],
