@@ -1,11 +1,17 @@
-"""The beat schedule as the configured database scheduler loads it: seeded, UTC, editable, expiring."""
+"""The beat schedule: seeded from settings in UTC, editable, expiring; and a real beat sending to its lanes."""
+
+import subprocess
+import sys
+from datetime import datetime, timedelta
 
 import pytest
 from celery.utils.imports import symbol_by_name
 from django.conf import settings
-from django_celery_beat.models import CrontabSchedule, PeriodicTask
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
+from django_celery_results.models import TaskResult
 
 from server_config.celery import app
+from tools.harness import ROOT, purge_lanes, queue_depth, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -54,3 +60,37 @@ def test_celery_backend_cleanup_is_not_installed():
     schedule = start_scheduler()
     assert "celery.backend_cleanup" not in schedule
     assert not PeriodicTask.objects.filter(task="celery.backend_cleanup").exists()
+
+
+@pytest.mark.integration
+def test_a_real_beat_sends_each_entry_to_its_lane_with_an_expiry(live, tmp_path):
+    # The one beat, as the Procfile starts it, on the database schedule: an entry
+    # due every second lands on the maintenance lane carrying its expiry, and the
+    # maintenance pool runs it.
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    PeriodicTask.objects.create(name="cleanup soon", task="weather.tasks.cleanup_old_weather_data",
+                                interval=every_second, expire_seconds=60)
+    live.stop("maintenance")
+    beat = subprocess.Popen([sys.executable, "-m", "workers", "beat"], cwd=ROOT, env=live.env,
+                            stdout=(tmp_path / "beat.log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        wait_for(lambda: beat.poll() is None and queue_depth("maintenance") >= 1, timeout=60,
+                 what="beat to send the entry")
+    finally:
+        beat.terminate()
+        beat.wait(timeout=30)
+    sent = PeriodicTask.objects.get(name="cleanup soon")
+    assert sent.total_run_count >= 1
+    assert sent.last_run_at is not None
+    with app.connection_for_write() as connection:
+        message = connection.default_channel.basic_get("maintenance", no_ack=False)
+        headers = message.headers
+        connection.default_channel.basic_reject(message.delivery_tag, requeue=True)
+    assert headers["task"] == "weather.tasks.cleanup_old_weather_data"
+    expires = datetime.fromisoformat(headers["expires"])
+    assert timedelta(0) < expires - sent.last_run_at <= timedelta(seconds=61)
+    live.start("maintenance")
+    result = wait_for(lambda: TaskResult.objects.filter(task_id=headers["id"], status="SUCCESS").first(),
+                      timeout=30, what="the maintenance pool to run it")
+    assert result.worker.startswith("maintenance@")
+    purge_lanes()
