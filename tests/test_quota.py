@@ -3,6 +3,7 @@
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -56,6 +57,18 @@ def test_a_provider_pause_stops_every_consumer():
     assert caught.value.wait_seconds() > 25
 
 
+def test_hosts_with_skewed_clocks_share_one_timeline(monkeypatch):
+    # A worker whose clock runs ten minutes slow must not stamp its grants outside
+    # the window the other workers count.
+    real_now = timezone.now
+    monkeypatch.setattr(timezone, "now", lambda: real_now() - timedelta(minutes=10))
+    for _ in range(4):
+        reserve(20, Consumer.BULK, LIMITS)
+    monkeypatch.setattr(timezone, "now", real_now)
+    with pytest.raises(QuotaExceededError, match="bulk quota per minute is used up"):
+        reserve(1, Consumer.BULK, LIMITS)
+
+
 def test_zero_means_unlimited():
     unlimited = QuotaLimits(0, 0, 0, 0.1)
     for _ in range(5):
@@ -63,15 +76,19 @@ def test_zero_means_unlimited():
     assert usage()["day"] == 5000
 
 
-def test_two_processes_competing_never_exceed_the_quota():
+def test_processes_competing_at_once_never_exceed_the_quota():
     from django.db import connection
 
     env = {**os.environ, "POSTGRES_DB": connection.settings_dict["NAME"]}
-    argv = [sys.executable, "-m", "tools.quota_hammer", "--attempts", "30", "--locations", "7",
-            "--per-minute", "100", "--per-hour", "250", "--per-day", "1000", "--reserve", "0.2"]
-    processes = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    # All start at the same moment, after their start-up, so the reservations overlap.
+    start_at = time.time() + 4
+    argv = [sys.executable, "-m", "tools.quota_hammer", "--attempts", "40", "--locations", "1",
+            "--per-minute", "100", "--per-hour", "250", "--per-day", "1000", "--reserve", "0.2",
+            "--start-at", str(start_at)]
+    processes = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(4)]
     granted = [int(process.communicate(timeout=60)[0]) for process in processes]
-    # Bulk may fill 80 of the 100-location minute: 11 grants of 7 locations, whoever wins them.
-    assert sum(granted) == 77
-    assert usage()["minute"] == 77
-    assert QuotaGrant.objects.count() == 11
+    assert time.time() > start_at, "the processes must have run together"
+    # Bulk may fill 80 of the 100-location minute, one location a grant, whoever wins them.
+    assert sum(granted) == 80
+    assert usage()["minute"] == 80
+    assert QuotaGrant.objects.count() == 80

@@ -1,6 +1,9 @@
 """Reserve provider quota in a loop from its own process; prints the locations granted.
 
-    python -m tools.quota_hammer --attempts 30 --locations 7 --per-minute 100 --reserve 0.2
+    python -m tools.quota_hammer --attempts 30 --locations 7 --per-minute 100 --reserve 0.2 [--start-at EPOCH]
+
+Several of these started with the same --start-at begin together, after their
+slow start-up, so their reservations really overlap.
 """
 
 from __future__ import annotations
@@ -8,6 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import time
 
 
 def main() -> int:
@@ -19,6 +23,7 @@ def main() -> int:
     parser.add_argument("--per-day", type=int, default=0)
     parser.add_argument("--reserve", type=float, default=0.0)
     parser.add_argument("--consumer", choices=("bulk", "interactive"), default="bulk")
+    parser.add_argument("--start-at", type=float, default=0.0, help="epoch seconds to start at")
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server_config.settings")
@@ -29,6 +34,7 @@ def main() -> int:
 
     limits = QuotaLimits(args.per_minute, args.per_hour, args.per_day, args.reserve)
     granted = 0
+    time.sleep(max(0.0, args.start_at - time.time()))
     for _ in range(args.attempts):
         try:
             reserve(args.locations, Consumer(args.consumer), limits)

@@ -6,7 +6,9 @@ instead every provider request first reserves its locations here. Reservations
 are serialised by a row lock on the one ProviderQuota row (PostgreSQL
 `SELECT ... FOR UPDATE`; SQLite serialises writers anyway), then checked against
 sliding windows over the grants of the last minute, hour and day. Sliding windows
-never exceed the limit whichever way the provider aligns its own windows.
+never exceed the limit whichever way the provider aligns its own windows. Times
+come from the database's clock, so hosts whose clocks disagree still share one
+timeline (and the lock relies on READ COMMITTED, Django's default isolation).
 
 A share of each window is kept for the interactive lane: bulk may fill the
 window only up to `limit * (1 - reserve)`, so a refresh of thousands of cities
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
@@ -82,6 +84,16 @@ class QuotaLimits:
         return math.floor(limit * (1 - self.interactive_reserve))
 
 
+def _clock() -> datetime:
+    """Now, by the database's clock: one timeline for every worker host."""
+    if connection.vendor == "postgresql":
+        with connection.cursor() as cursor:
+            # clock_timestamp(), not now(): now() is the transaction's start, before the lock wait.
+            cursor.execute("SELECT clock_timestamp()")
+            return cursor.fetchone()[0]
+    return timezone.now()  # SQLite: one machine, one clock
+
+
 def _lock() -> ProviderQuota:
     try:
         return ProviderQuota.objects.select_for_update().get(pk=1)
@@ -117,7 +129,7 @@ def reserve(locations: int, consumer: Consumer, limits: QuotaLimits | None = Non
             raise ValueError(f"{locations} locations can never fit the {consumer} cap of {cap} per {name}")
     with transaction.atomic():
         quota = _lock()
-        now = timezone.now()
+        now = _clock()
         if quota.paused_until and quota.paused_until > now:
             raise QuotaExceededError(f"provider asked to pause until {quota.paused_until:%H:%M:%S}",
                                      quota.paused_until)
@@ -133,9 +145,9 @@ def reserve(locations: int, consumer: Consumer, limits: QuotaLimits | None = Non
 
 def pause_provider(seconds: float) -> None:
     """Honour a provider 429 for every worker: no reservation succeeds for `seconds`."""
-    until = timezone.now() + timedelta(seconds=seconds)
     with transaction.atomic():
         quota = _lock()
+        until = _clock() + timedelta(seconds=seconds)
         if quota.paused_until is None or quota.paused_until < until:
             quota.paused_until = until
             quota.save(update_fields=["paused_until"])
@@ -143,4 +155,4 @@ def pause_provider(seconds: float) -> None:
 
 def usage(now: datetime | None = None) -> dict[str, int]:
     """Locations granted in each sliding window, for the operator's view."""
-    return _window_usage(now or timezone.now())
+    return _window_usage(now or _clock())
