@@ -170,6 +170,9 @@ WEATHER_BATCH_SIZE = env_int("WEATHER_BATCH_SIZE", 200, minimum=1, maximum=1000)
 WEATHER_CONNECT_TIMEOUT = env_float("WEATHER_CONNECT_TIMEOUT", 3.05, minimum=0.1)
 WEATHER_READ_TIMEOUT = env_float("WEATHER_READ_TIMEOUT", 10.0, minimum=0.1)
 WEATHER_RETENTION_DAYS = env_int("WEATHER_RETENTION_DAYS", 30, minimum=1)
+# Rows per delete transaction in the cleanup: small enough that no statement holds
+# locks for long (5,000 readings delete in ~30 ms here), large enough to keep up.
+WEATHER_CLEANUP_BATCH_SIZE = env_int("WEATHER_CLEANUP_BATCH_SIZE", 5000, minimum=1)
 # First retry delay; each further retry doubles it (with jitter), unless the
 # provider says when to come back.
 WEATHER_RETRY_BASE_SECONDS = env_float("WEATHER_RETRY_BASE_SECONDS", 2.0, minimum=0.0)
@@ -251,6 +254,10 @@ if _POOL is not None:
     CELERY_TASK_REJECT_ON_WORKER_LOST = _POOL.reject_on_worker_lost
     CELERY_WORKER_PREFETCH_MULTIPLIER = _POOL.prefetch_multiplier
     CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = _POOL.soft_shutdown_timeout
+    # The same limits the launcher passes on the command line, readable by tasks
+    # that pace themselves (the cleanup stops before its soft limit).
+    CELERY_TASK_SOFT_TIME_LIMIT = _POOL.soft_time_limit
+    CELERY_TASK_TIME_LIMIT = _POOL.time_limit
     # Not on idle: Celery would then sleep the whole timeout with nothing to finish,
     # and unacked (acks-late or ETA) messages go back to the queue on disconnect anyway.
     CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False

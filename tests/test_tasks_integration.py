@@ -90,6 +90,30 @@ def test_city_deleted_after_enqueue_fails_with_a_clear_error(live, sim):
     assert f"city {city_id} does not exist" in body["error"]
 
 
+def test_cleanup_stops_before_its_soft_limit_and_the_next_run_finishes(live, settings):
+    city = make_city()
+    expired = timezone.now() - timedelta(days=settings.WEATHER_RETENTION_DAYS, hours=1)
+    total = 30_000
+    WeatherData.objects.bulk_create(
+        WeatherData(city=city, temperature=1, humidity=50, pressure=1000, observed_at=expired - timedelta(minutes=i))
+        for i in range(total))
+    WeatherData.objects.create(city=city, temperature=1, humidity=50, pressure=1000, observed_at=timezone.now())
+    # Batches of 20 under a 1 s soft limit: far more work than one run may do.
+    live.start("maintenance", extra_env={"WEATHER_CLEANUP_BATCH_SIZE": "20"}, soft_time_limit=1, time_limit=3)
+    try:
+        first = cleanup_old_weather_data.delay().get(timeout=30)
+    finally:
+        live.start("maintenance")
+    assert (first["finished"], first["stopped"]) == (False, "time limit")
+    assert 0 < first["readings_deleted"] < total
+    # What it reports is exactly what it committed; the next run deletes the rest.
+    left = total - first["readings_deleted"]
+    assert WeatherData.objects.count() == left + 1
+    second = cleanup_old_weather_data.delay().get(timeout=60)
+    assert (second["finished"], second["readings_deleted"]) == (True, left)
+    assert WeatherData.objects.count() == 1
+
+
 def test_cleanup_deletes_exactly_the_rows_past_retention(live, settings):
     city = make_city()
     now = timezone.now()

@@ -13,31 +13,37 @@ from django_celery_results.models import TaskResult
 
 from .models import QuotaGrant, RateCounter, RefreshRun, TaskAttempt, WeatherData
 
-DELETE_BATCH = 5000
-
 
 def delete_in_batches(
     queryset: QuerySet,
+    progress: dict,
+    key: str,
     *,
-    batch_size: int = DELETE_BATCH,
+    batch_size: int,
     should_stop: Callable[[], bool] = lambda: False,
-) -> tuple[int, bool]:
-    """Delete the queryset's rows by primary-key batches, one transaction each.
+) -> bool:
+    """Delete the queryset's rows in primary-key ranges, one short transaction each.
 
-    Returns (rows deleted, finished). Stops between batches when `should_stop`
-    says so; what remains is deleted by the next run, since nothing is kept in
-    between but the rows themselves.
+    Walks the primary key upwards (keyset), so no batch scans again what earlier
+    batches deleted, and adds each committed batch to `progress[key]`. Returns
+    whether it finished; stopped early (`should_stop`), the next run deletes what
+    remains, since nothing is kept in between but the rows themselves.
     """
     model: type[Model] = queryset.model
-    deleted = 0
+    progress.setdefault(key, 0)
+    last_pk = None
     while not should_stop():
-        ids = list(queryset.order_by("pk").values_list("pk", flat=True)[:batch_size])
+        window = queryset if last_pk is None else queryset.filter(pk__gt=last_pk)
+        ids = list(window.order_by("pk").values_list("pk", flat=True)[:batch_size])
         if not ids:
-            return deleted, True
+            return True
         with transaction.atomic():
-            model._default_manager.filter(pk__in=ids).delete()
-        deleted += len(ids)
-    return deleted, False
+            # The range and the condition again: a row that stopped matching since
+            # the select (a reading re-fetched) is left alone.
+            _, by_model = queryset.filter(pk__gte=ids[0], pk__lte=ids[-1]).delete()
+        last_pk = ids[-1]
+        progress[key] += by_model.get(model._meta.label, 0)
+    return False
 
 
 def reading_cutoff(now: datetime | None = None) -> datetime:
@@ -45,38 +51,27 @@ def reading_cutoff(now: datetime | None = None) -> datetime:
     return (now or timezone.now()) - timedelta(days=settings.WEATHER_RETENTION_DAYS)
 
 
-def cleanup(*, progress: dict | None = None, batch_size: int = DELETE_BATCH,
+def cleanup(*, progress: dict | None = None, batch_size: int | None = None,
             should_stop: Callable[[], bool] = lambda: False) -> dict:
-    """Delete expired readings, then expired task results, recording counts in `progress`.
+    """Delete expired readings, task results and quota grants, counting into `progress` as batches commit.
 
-    `progress` is filled as each table finishes, so a caller interrupted by a
-    time limit still knows what was done.
+    A caller interrupted by a time limit still knows exactly what was deleted.
     """
     progress = {} if progress is None else progress
+    batch_size = batch_size or settings.WEATHER_CLEANUP_BATCH_SIZE
     cutoff = reading_cutoff()
     progress.update(cutoff=cutoff.isoformat(), finished=False)
-    readings, done = delete_in_batches(
-        WeatherData.objects.filter(observed_at__lt=cutoff), batch_size=batch_size, should_stop=should_stop
+    now = timezone.now()
+    tables = (
+        ("readings_deleted", WeatherData.objects.filter(observed_at__lt=cutoff)),
+        ("task_results_deleted", TaskResult.objects.filter(date_done__lt=now - settings.CELERY_RESULT_EXPIRES)),
+        # Grants older than the longest quota window no longer count for anything.
+        ("quota_grants_deleted", QuotaGrant.objects.filter(granted_at__lt=now - timedelta(days=2))),
     )
-    progress["readings_deleted"] = readings
-    if not done:
-        return progress
-    results_cutoff = timezone.now() - settings.CELERY_RESULT_EXPIRES
-    results, done = delete_in_batches(
-        TaskResult.objects.filter(date_done__lt=results_cutoff), batch_size=batch_size, should_stop=should_stop
-    )
-    progress["task_results_deleted"] = results
-    if not done:
-        return progress
-    # Grants older than the longest quota window no longer count for anything.
-    grants, done = delete_in_batches(
-        QuotaGrant.objects.filter(granted_at__lt=timezone.now() - timedelta(days=2)),
-        batch_size=batch_size, should_stop=should_stop,
-    )
-    progress["quota_grants_deleted"] = grants
-    if not done:
-        return progress
-    RateCounter.objects.filter(window_start__lt=timezone.now() - timedelta(days=1)).delete()
+    for key, queryset in tables:
+        if not delete_in_batches(queryset, progress, key, batch_size=batch_size, should_stop=should_stop):
+            return progress
+    RateCounter.objects.filter(window_start__lt=now - timedelta(days=1)).delete()
     # Crash counters explain dead letters; keep them as long as the readings.
     TaskAttempt.objects.filter(last_started_at__lt=cutoff).delete()
     runs = RefreshRun.objects.filter(started_at__lt=cutoff)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
+import time
 from datetime import timedelta
 
 from celery import shared_task
@@ -154,17 +155,30 @@ def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExc
     refresh_weather_batch.apply_async(args=[run_id, index, city_ids], countdown=countdown)
 
 
-@shared_task
-def cleanup_old_weather_data() -> dict:
+# Share of the soft time limit the cleanup spends before it stops starting batches,
+# leaving the rest for the batch in flight to commit.
+CLEANUP_TIME_SHARE = 0.9
+
+
+@shared_task(bind=True)
+def cleanup_old_weather_data(self) -> dict:
     """Delete readings past retention and expired task results (maintenance lane)."""
     progress: dict = {}
+    soft_limit = self.request.timelimit[1] if self.request.timelimit else None
+    soft_limit = soft_limit or self.app.conf.task_soft_time_limit
+    started = time.monotonic()
+
+    def out_of_time() -> bool:
+        return bool(soft_limit) and time.monotonic() - started > soft_limit * CLEANUP_TIME_SHARE
+
     try:
-        retention.cleanup(progress=progress)
+        retention.cleanup(progress=progress, should_stop=out_of_time)
     except SoftTimeLimitExceeded:
-        # Only the batch in flight rolls back; committed batches stay deleted and
-        # the next run continues from what is left.
+        # Only the batch in flight rolls back; committed batches stay deleted.
         progress["finished"] = False
-        progress["stopped"] = "soft time limit"
+    if not progress["finished"]:
+        # The next run continues from what is left: nothing but the rows is kept.
+        progress["stopped"] = "time limit"
     return progress
 
 
