@@ -4,11 +4,13 @@ import os
 import socket
 import threading
 import time
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth.models import User
 from django.db import connections, transaction
 from django.test import Client
+from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
 from routing import Priority
@@ -19,7 +21,7 @@ from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch, WeatherData
 from weather.tasks import cleanup_old_weather_data
 
-from .factories import make_city
+from .factories import make_cities, make_city
 
 pytestmark = pytest.mark.integration
 
@@ -210,6 +212,27 @@ def test_dashboard_searches_and_enforces_csrf():
     city_id = page.context["rows"][0]["city"].pk
     refused = Client(enforce_csrf_checks=True).post(f"/cities/{city_id}/refresh")
     assert refused.status_code == 403
+
+
+@pytest.mark.django_db
+def test_city_pages_show_each_latest_reading_in_a_fixed_number_of_queries(django_assert_max_num_queries):
+    cities = make_cities(120)
+    now = timezone.now()
+    WeatherData.objects.bulk_create(
+        WeatherData(city=city, temperature=hours, humidity=50, pressure=1000, observed_at=now - timedelta(hours=hours))
+        for city in cities for hours in (1, 2, 3))
+    newest = (now - timedelta(hours=1)).isoformat()
+    # However deep the page: count, the page of cities, their latest readings (+ history, session).
+    with django_assert_max_num_queries(4):
+        dashboard = Client().get("/?page=5")
+    assert len(dashboard.context["rows"]) == 20  # 120 cities, 25 a page
+    with django_assert_max_num_queries(3):
+        listing = Client().get("/api/cities/?page=3&page_size=50").json()
+    assert (listing["count"], listing["pages"], len(listing["results"])) == (120, 3, 20)
+    # Each city's own newest reading, not the newest of all or an older one.
+    assert {(row["latest"]["temperature"], row["latest"]["observed_at"]) for row in listing["results"]} == {
+        (1, newest)}
+    assert {row["city"].temperature for row in dashboard.context["rows"]} == {1}
 
 
 def test_sparkline_scales_history_into_the_box():

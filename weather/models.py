@@ -53,7 +53,13 @@ class City(models.Model):
                 condition=Q(longitude__gte=-180, longitude__lte=180), name="city_longitude_range"
             ),
         ]
-        indexes = [models.Index(fields=["is_active", "id"], name="city_active_idx")]
+        indexes = [
+            models.Index(fields=["is_active", "id"], name="city_active_idx"),
+            # The orders the API list and the dashboard page through, so a deep page
+            # walks an index instead of sorting every city.
+            models.Index(fields=["name", "id"], name="city_name_idx"),
+            models.Index(fields=["-population", "name", "id"], name="city_population_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.name} ({self.country_code})"

@@ -6,8 +6,6 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.contrib.admin.views.decorators import staff_member_required
-from django.core.paginator import Paginator
-from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -16,7 +14,8 @@ from django.views.decorators.http import require_POST, require_safe
 from routing import Priority
 
 from .charts import sparkline_points
-from .models import City, WeatherData
+from .listing import matching, page_with_latest
+from .models import WeatherData
 from .ops import BrokerUnreachableError, lanes_status
 from .views import enqueue_refresh, error_response, search_term
 
@@ -28,16 +27,8 @@ HISTORY = timedelta(hours=48)
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Cities with their latest reading and a temperature sparkline; searchable, paginated."""
     query = search_term(request)
-    latest = WeatherData.objects.filter(city=OuterRef("pk")).order_by("-observed_at")
-    cities = City.objects.order_by("-population", "name", "pk").annotate(
-        temperature=Subquery(latest.values("temperature")[:1]),
-        humidity=Subquery(latest.values("humidity")[:1]),
-        pressure=Subquery(latest.values("pressure")[:1]),
-        observed_at=Subquery(latest.values("observed_at")[:1]),
-    )
-    if query:
-        cities = cities.filter(name__icontains=query)
-    page = Paginator(cities, PAGE_SIZE).get_page(request.GET.get("page"))
+    cities = matching(query).order_by("-population", "name", "pk")
+    page = page_with_latest(cities, request.GET.get("page"), PAGE_SIZE, lenient=True)
     ids = [city.pk for city in page.object_list]
     history: dict[int, list] = defaultdict(list)
     since = timezone.now() - HISTORY

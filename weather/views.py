@@ -9,7 +9,6 @@ from celery.result import AsyncResult
 from celery.states import READY_STATES
 from django.conf import settings
 from django.core.paginator import EmptyPage, Paginator
-from django.db.models import OuterRef, Subquery
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from django.views.decorators.csrf import csrf_exempt
@@ -19,6 +18,7 @@ from django_celery_results.models import TaskResult
 from routing import Priority
 
 from .dispatch import BrokerUnavailableError, enqueue_city_fetch, enqueue_daily_summary
+from .listing import matching, page_with_latest
 from .models import City, WeatherData
 from .ratelimit import client_key, hit
 from .refresh import UnknownCityError
@@ -142,25 +142,16 @@ def city_list(request: HttpRequest) -> JsonResponse:
         return error_response(400, "page and page_size must be integers")
     if page_number < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         return error_response(400, f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
-    latest = WeatherData.objects.filter(city=OuterRef("pk")).order_by("-observed_at")
-    cities = City.objects.order_by("name", "pk").annotate(
-        temperature=Subquery(latest.values("temperature")[:1]),
-        humidity=Subquery(latest.values("humidity")[:1]),
-        pressure=Subquery(latest.values("pressure")[:1]),
-        observed_at=Subquery(latest.values("observed_at")[:1]),
-    )
-    query = search_term(request)
-    if query:
-        cities = cities.filter(name__icontains=query)
-    paginator = Paginator(cities, page_size)
+    cities = matching(search_term(request)).order_by("name", "pk")
     try:
-        page = paginator.page(page_number)
+        page = page_with_latest(cities, page_number, page_size)
     except EmptyPage:
-        return error_response(404, f"page {page_number} is past the last page ({paginator.num_pages})")
+        pages = Paginator(cities, page_size).num_pages
+        return error_response(404, f"page {page_number} is past the last page ({pages})")
     return JsonResponse({
-        "count": paginator.count,
+        "count": page.paginator.count,
         "page": page.number,
-        "pages": paginator.num_pages,
+        "pages": page.paginator.num_pages,
         "results": [
             {
                 "id": city.pk,
