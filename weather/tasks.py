@@ -184,7 +184,7 @@ def cleanup_old_weather_data(self) -> dict:
 
 @shared_task
 def extract_data(day: str | None = None) -> dict:
-    """ETL step 1: the day's readings."""
+    """ETL step 1: the day's per-city temperature aggregates."""
     return etl.extract(day)
 
 
