@@ -13,14 +13,14 @@ from pathlib import Path
 import pytest
 from django.core.management import call_command
 from django.db import connection
-from django.db.models import Sum
+from django.db.models import Count, Sum
 from django.test import Client
 
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES, Priority
 from server_config.celery import app
 from tools.harness import purge_lanes, queue_consumers, queue_depth, run_summary, wait_for
 from weather.dispatch import enqueue_city_fetch
-from weather.models import QuotaGrant, RefreshBatch, RefreshRun, WeatherData
+from weather.models import PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 
 from .factories import make_cities, make_city
@@ -88,26 +88,37 @@ def test_a_message_that_keeps_killing_its_worker_ends_in_dead_letter_and_can_be_
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
 
 
+def _readings_per_city() -> set[int]:
+    """How many readings cities have: {1} when every city has exactly one."""
+    return set(WeatherData.objects.values("city").annotate(n=Count("id")).values_list("n", flat=True))
+
+
 def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_nothing(faults, sim):
     sim.configure(latency_ms=400, fixed_time=FROZEN)
-    run = _start_refresh(2000, faults)
-    kills = 0
-    while kills < 12 and not run.summary()["finished"]:
+    cities = 3000
+    run = _start_refresh(cities, faults)
+    kills = {"child": 0, "worker": 0}
+    while min(kills.values()) < 10 and not run.summary()["finished"]:
         time.sleep(0.6)
-        if kills % 2 == 0:
-            if not faults.kill_children("bulk"):
-                continue
+        if kills["child"] <= kills["worker"]:
+            # Children are busy on 400 ms provider requests: a kill lands mid-batch.
+            if faults.kill_children("bulk"):
+                kills["child"] += 1
         else:
             faults.kill("bulk")
             faults.start("bulk", extra_env=BULK_ENV)
-        kills += 1
-    assert kills >= 10, f"the refresh ended after only {kills} kills: give it more work"
+            kills["worker"] += 1
+    assert min(kills.values()) >= 10, f"the refresh ended after only {kills}: give it more work"
     summary = _finish(run)
-    assert (summary["cities_refreshed"], summary["cities_failed"]) == (2000, 0)
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (cities, 0)
     assert RefreshBatch.objects.filter(run=run, status="done").count() == summary["batches"]
-    # Exactly one row per city for the one observation, however often a batch ran.
-    assert WeatherData.objects.count() == 2000
+    # The kills cut batches short: they were asked of the provider again...
+    assert QuotaGrant.objects.count() > summary["batches"], "no kill landed mid-batch"
+    # ...and still every city has exactly one reading of the one observation.
+    assert WeatherData.objects.count() == cities
+    assert _readings_per_city() == {1}
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+    assert queue_depth("bulk") == 0
 
 
 def _rabbitmq(action: str) -> None:
@@ -118,42 +129,70 @@ def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile
     sim.configure(latency_ms=300, fixed_time=FROZEN)
     run = _start_refresh(1000, faults)
     person = make_city()
-    _rabbitmq("stop_app")
+    client = Client()
+    requests = {
+        "API refresh": lambda: client.post(f"/api/cities/{person.pk}/refresh"),
+        "dashboard refresh": lambda: client.post(f"/cities/{person.pk}/refresh"),
+        "daily summary": lambda: client.post("/api/etl/daily-summary"),
+    }
+    _rabbitmq("stop_app")  # the node stays up; the broker and its port go away, as in a restart
+    answers = {}
     try:
-        started = time.monotonic()
-        refused = Client().post(f"/api/cities/{person.pk}/refresh")
-        elapsed = time.monotonic() - started
-        not_ready = Client().get("/readyz")
-        time.sleep(2)
+        assert not run.summary()["finished"], "the broker must go away mid-refresh"
+        for name, request in requests.items():
+            started = time.monotonic()
+            answers[name] = (request(), time.monotonic() - started)
+        not_ready = client.get("/readyz")
+        time.sleep(3)
     finally:
         _rabbitmq("start_app")
-    assert refused.status_code == 503
-    assert "unavailable" in refused.json()["error"]
-    assert elapsed < 5, f"the refusal took {elapsed:.1f}s"
+    for name, (response, elapsed) in answers.items():
+        assert response.status_code == 503, name
+        assert "unavailable" in response.json()["error"], name
+        assert elapsed < 5, f"{name} took {elapsed:.1f}s to refuse"
     assert not_ready.status_code == 503
+    assert not PendingFetch.objects.filter(city=person).exists(), "a refused fetch holds no slot"
     for lane in LANE_NAMES:
         wait_for(lambda lane=lane: queue_consumers(lane) >= 1, timeout=90, what=f"{lane} to reconnect")
     summary = _finish(run)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
     assert WeatherData.objects.filter(city__name__startswith="Bulk").count() == 1000
-    accepted = Client().post(f"/api/cities/{person.pk}/refresh")
+    accepted = client.post(f"/api/cities/{person.pk}/refresh")
     assert accepted.status_code == 202
     wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="a fetch after recovery")
 
 
-def test_a_database_restart_mid_refresh_is_retried_without_a_crash_loop(faults, sim):
+def _postgresql(action: str) -> None:
+    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
+    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
+                   check=True, capture_output=True, timeout=120)
+
+
+def test_a_database_outage_mid_refresh_is_retried_without_a_crash_loop(faults, sim):
     sim.configure(latency_ms=300, fixed_time=FROZEN)
     run = _start_refresh(1000, faults)
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", "restart"],
-                   check=True, capture_output=True, timeout=120)
+    log = faults.log_dir / "bulk.log"
+    logged_before = log.stat().st_size
     connection.close()
+    _postgresql("stop")
+    try:
+        time.sleep(3)  # batches in flight meet the outage; their retries back off within their budget
+    finally:
+        _postgresql("start")
     summary = _finish(run)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
+    assert WeatherData.objects.count() == 1000
+    with log.open("rb") as file:
+        file.seek(logged_before)
+        during = file.read().decode(errors="replace")
+    assert "retry: Retry in" in during, "batches meeting the outage are retried"
+    # The pool rode it out: no child died, and every lane still has its consumer.
+    assert "WorkerLostError" not in during
+    assert "exited with" not in during
     for pool in LANE_NAMES:
         assert faults.alive(pool), f"pool {pool} died"
         assert queue_consumers(pool) >= 1
-    assert WeatherData.objects.count() == 1000
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
 
 
 def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(faults, sim):
@@ -180,4 +219,15 @@ def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(f
         assert window <= 2700
     assert faults.alive("bulk")
     assert queue_consumers("bulk") >= 1
+    # Batches that failed for good are dead letters that say why.
+    failed = RefreshBatch.objects.filter(status="failed").count()
+    out = StringIO()
+    call_command("deadletters", "list", "--json", stdout=out)
+    letters = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert len(letters) == failed
+    for letter in letters:
+        assert letter["task"] == "weather.tasks.refresh_weather_batch"
+        # The batch's own error (a malformed body, or retries used up), not just RabbitMQ's "rejected".
+        assert letter["why"], letter
+        assert not letter["why"].startswith("dead-lettered by RabbitMQ"), letter
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -14,7 +15,7 @@ from django_celery_results.models import TaskResult
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES, TASK_EXCHANGE
 from server_config.celery import app
 
-from .models import TaskAttempt
+from .models import RefreshBatch, TaskAttempt
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,16 @@ class DeadLetter:
         return {k: v for k, v in self.__dict__.items() if k != "raw"}
 
 
-def _why(task_id: str, death_reason: str) -> str:
+def _why(task_id: str, task: str, args: list, death_reason: str) -> str:
     attempt = TaskAttempt.objects.filter(task_id=task_id).first()
     if attempt is not None and attempt.starts > 1:
         return f"crashed its worker {attempt.starts - 1} times (worker lost or killed mid-task)"
+    if task == "weather.tasks.refresh_weather_batch" and len(args) >= 2:
+        # Batches store no result; their row says what went wrong.
+        with contextlib.suppress(ValueError, TypeError):
+            batch = RefreshBatch.objects.filter(run_id=args[0], index=args[1])
+            if error := batch.values_list("error", flat=True).first():
+                return error
     result = TaskResult.objects.filter(task_id=task_id).first()
     if result is not None and result.status == "FAILURE":
         try:
@@ -54,14 +61,16 @@ def describe(message: Any) -> DeadLetter:
     deaths = headers.get("x-death") or [{}]
     death = deaths[0]
     task_id = str(headers.get("id", "?"))
+    task = str(headers.get("task", "?"))
     try:
         args, kwargs, _ = json.loads(message.body)
         arguments = json.dumps({"args": args, "kwargs": kwargs})[:300]
     except (TypeError, ValueError):
-        arguments = str(headers.get("argsrepr", "?"))[:300]
+        args, arguments = [], str(headers.get("argsrepr", "?"))[:300]
     reason = str(death.get("reason", "?"))
-    return DeadLetter(task_id=task_id, task=str(headers.get("task", "?")), args=arguments,
-                      lane=str(death.get("queue", "?")), reason=reason, why=_why(task_id, reason), raw=message)
+    return DeadLetter(task_id=task_id, task=task, args=arguments, lane=str(death.get("queue", "?")),
+                      reason=reason, why=_why(task_id, task, args if isinstance(args, list) else [], reason),
+                      raw=message)
 
 
 @contextmanager

@@ -102,9 +102,10 @@ def update_all_weather_data(self) -> dict:
     return run.summary()
 
 
-# Results ignored (thousands of batches a run report through RefreshBatch rows), but
-# a failure is stored so `deadletters list` can say why a batch died.
-@shared_task(bind=True, max_retries=5, ignore_result=True, store_errors_even_if_ignored=True)
+# Results ignored: thousands of batches a run report through their RefreshBatch rows,
+# which is also where `deadletters list` reads why a batch died. (Storing errors in
+# the result backend too would make every retry during a database outage fail.)
+@shared_task(bind=True, max_retries=5, ignore_result=True)
 def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) -> None:
     """One provider request and one bulk upsert for a batch of cities (bulk lane)."""
     batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
