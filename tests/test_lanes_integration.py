@@ -1,6 +1,7 @@
 """The three pools as real processes on RabbitMQ: lanes, priorities, isolation, dead letters."""
 
 import json
+import os
 import time
 from io import StringIO
 
@@ -37,6 +38,14 @@ def test_each_kind_of_task_runs_on_its_own_pool(live):
     assert _worker_of(refresh.id).startswith("bulk@")
     assert _worker_of(cleanup.id).startswith("maintenance@")
     assert _worker_of(etl.id).startswith("bulk@")
+
+
+def test_background_pools_run_at_their_cpu_niceness(live):
+    base = os.getpriority(os.PRIO_PROCESS, 0)
+    for name, pool in load_pools({}).items():
+        for pid in (live.processes[name].pid, *live.child_pids(name)):
+            assert os.getpriority(os.PRIO_PROCESS, pid) == min(19, base + pool.cpu_nice), name
+    assert load_pools({})["bulk"].cpu_nice > load_pools({})["interactive"].cpu_nice
 
 
 def test_topology_check_passes_against_the_running_pools(live):

@@ -11,11 +11,14 @@ from .command import beat_argv, worker_argv, worker_environment
 from .pools import PoolConfigError, load_pools
 
 
-def _exec(argv: list[str], extra_env: dict[str, str], dry_run: bool) -> int:
+def _exec(argv: list[str], extra_env: dict[str, str], dry_run: bool, nice: int = 0) -> int:
     if dry_run:
         prefix = " ".join(f"{key}={shlex.quote(value)}" for key, value in sorted(extra_env.items()))
-        print(f"{prefix} {shlex.join(argv)}".strip())
+        niced = ["nice", "-n", str(nice), *argv] if nice else argv
+        print(f"{prefix} {shlex.join(niced)}".strip())
         return 0
+    if nice:
+        os.nice(nice)  # inherited through exec by the worker and every child it forks
     env = {**os.environ, **extra_env}
     sys.stdout.flush()
     # exec, so the platform's signals reach Celery directly (no shell in between);
@@ -27,9 +30,9 @@ def _exec(argv: list[str], extra_env: dict[str, str], dry_run: bool) -> int:
 def _print_table(pools: dict) -> None:
     columns = ("name", "queues", "implementation", "concurrency", "prefetch_multiplier",
                "acks_late", "soft_time_limit", "time_limit", "max_tasks_per_child",
-               "max_memory_per_child_kb")
+               "max_memory_per_child_kb", "cpu_nice")
     headers = ("pool", "queues", "impl", "conc", "prefetch", "acks_late", "soft_s", "hard_s",
-               "max_tasks", "max_mem_kb")
+               "max_tasks", "max_mem_kb", "nice")
     rows = [[",".join(v) if isinstance(v, tuple) else str(v)
              for v in (getattr(pool, c) for c in columns)] for pool in pools.values()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -65,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"workers: unknown pool {args.pool!r}; known: {', '.join(pools)}", file=sys.stderr)
         return 2
     pool = pools[args.pool]
-    return _exec(worker_argv(pool, args.loglevel), worker_environment(pool), args.dry_run)
+    return _exec(worker_argv(pool, args.loglevel), worker_environment(pool), args.dry_run, pool.cpu_nice)
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ class Pool:
     max_tasks_per_child: int
     max_memory_per_child_kb: int
     soft_shutdown_timeout: int
+    # CPU niceness (0-19) the pool runs at: background lanes give way to a person's
+    # fetch when they share a host's CPUs (scripts/run, compose on one machine).
+    cpu_nice: int = 0
     # A pool is named after the lane it serves and consumes that lane's queue,
     # unless it is declared with queues of its own.
     queues: tuple[str, ...] = ()
@@ -64,6 +67,8 @@ class Pool:
                 problems.append(f"{name} must be at least 1")
         if self.soft_shutdown_timeout < 0:
             problems.append("soft_shutdown_timeout cannot be negative")
+        if not 0 <= self.cpu_nice <= 19:
+            problems.append("cpu_nice must be between 0 and 19 (raising priority needs root)")
         if self.soft_time_limit >= self.time_limit:
             problems.append("soft_time_limit must be below time_limit so the task can clean up")
         if self.reject_on_worker_lost and not self.acks_late:
@@ -97,6 +102,9 @@ class Pool:
 # - maintenance: one slot, since cleanup is serial by design; limits below the
 #   30 min consumer timeout; the task stops itself at the soft limit and resumes.
 # Recycling (max tasks / max memory per child) bounds leaks from long-lived children.
+# bulk and maintenance run at nice 10: where they share CPUs with the interactive
+# pool, the kernel serves a person's fetch first (their upserts and deletes are
+# CPU-heavy on a small host); on hosts of their own it changes nothing.
 # Soft shutdown gives running tasks time to finish on SIGTERM before a PaaS kills us
 # (Heroku-style platforms wait 30 s); acks-late work that does not finish is requeued.
 DEFAULT_POOLS: tuple[Pool, ...] = (
@@ -125,6 +133,7 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
         max_tasks_per_child=200,
         max_memory_per_child_kb=400_000,
         soft_shutdown_timeout=20,
+        cpu_nice=10,
     ),
     Pool(
         name="maintenance",
@@ -138,6 +147,7 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
         max_tasks_per_child=50,
         max_memory_per_child_kb=300_000,
         soft_shutdown_timeout=20,
+        cpu_nice=10,
     ),
 )
 
