@@ -21,7 +21,7 @@ import requests
 from celery import Celery
 from django.core.exceptions import ValidationError
 from django.http import HttpResponse
-from django.test import Client
+from django.test import Client, RequestFactory, override_settings
 from django.utils import timezone
 from django.utils.http import parse_header_parameters
 from django_celery_results.models import TaskResult
@@ -32,7 +32,9 @@ from requests.adapters import BaseAdapter
 from requests.structures import CaseInsensitiveDict
 from requests.utils import get_encoding_from_headers
 
+from weather import dispatch
 from weather.models import City, DailySummary, PendingFetch, RateCounter, RefreshRun, WeatherData
+from weather.ratelimit import client_key
 from weather.services import (
     CURRENT_FIELDS,
     HUMIDITY_RANGE_PCT,
@@ -594,6 +596,57 @@ def test_api_refresh_of_anything_but_a_city_is_a_json_404(no_publish: None, segm
     response = request_writes_nothing(lambda: post(Client(), url, body, content_type, headers))
     assert_refused_cleanly(response, url)
     assert response.status_code == 404
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Task ids of the fetches the refresh endpoint publishes, recorded instead of sent."""
+    sent: list[str] = []
+
+    def record(*args: object, task_id: str, **kwargs: object) -> None:
+        sent.append(task_id)
+
+    monkeypatch.setattr(dispatch.fetch_weather_for_city, "apply_async", record)
+    return sent
+
+
+@pytest.mark.django_db
+@settings(DB, max_examples=60)
+@given(body=REQUEST_BODIES, content_type=CONTENT_TYPES, headers=HEADERS, proxies=st.integers(0, 2))
+def test_refreshing_a_real_city_with_any_headers_or_body_queues_at_most_one_fetch(
+    published: list[str], django_capture_on_commit_callbacks: Callable, body: bytes, content_type: str,
+    headers: dict[str, str], proxies: int,
+) -> None:
+    # Whatever a client sends around a valid request, behind any number of trusted
+    # proxies: 202 with the city's one pending fetch, or 429; never a 5xx, never a second message.
+    city, _ = City.objects.get_or_create(name="Fuzzton", country_code="FR", latitude=45.0, longitude=5.0)
+    url = f"/api/cities/{city.pk}/refresh"
+    with override_settings(NUM_TRUSTED_PROXIES=proxies), django_capture_on_commit_callbacks(execute=True):
+        response = post(Client(), url, body, content_type, headers)
+    answer = assert_refused_cleanly(response, url)
+    assert response.status_code in (202, 429), response.status_code
+    pending = list(PendingFetch.objects.filter(city=city).values_list("task_id", flat=True))
+    assert len(pending) == 1
+    assert published == pending, "one message, whichever request published it"
+    if response.status_code == 202:
+        assert answer["task_id"] == pending[0]
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "key"),
+    [
+        (0, "203.0.113.7", "ip:10.0.0.9"),  # no trusted proxy: the header is the client's word only
+        (1, "203.0.113.7", "ip:203.0.113.7"),
+        (2, "198.51.100.1, 203.0.113.7", "ip:198.51.100.1"),
+        (1, "not-an-address", "ip:10.0.0.9"),
+        (1, "\x00", "ip:10.0.0.9"),
+        (2, "203.0.113.7", "ip:10.0.0.9"),  # fewer hops than trusted proxies
+    ],
+)
+def test_the_rate_limit_key_trusts_only_real_addresses_from_trusted_proxies(proxies, forwarded, key):
+    request = RequestFactory().post("/", REMOTE_ADDR="10.0.0.9", HTTP_X_FORWARDED_FOR=forwarded)
+    with override_settings(NUM_TRUSTED_PROXIES=proxies):
+        assert client_key(request) == key
 
 
 @pytest.mark.django_db

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import math
 from datetime import datetime, timedelta
 
@@ -25,7 +27,10 @@ def client_key(request: HttpRequest) -> str:
         # Each trusted proxy appends the address it saw; the one before them is the client.
         chain = [hop.strip() for hop in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if hop.strip()]
         if len(chain) >= proxies:
-            address = chain[-proxies]
+            # Only a real address counts: anything else (a NUL, a name, garbage a client
+            # slipped in) would be a key the client controls. Then the proxy's own address is.
+            with contextlib.suppress(ValueError):
+                address = str(ipaddress.ip_address(chain[-proxies]))
     return f"ip:{address[:100]}"
 
 
