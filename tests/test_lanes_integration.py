@@ -11,7 +11,7 @@ from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, Priority
 from server_config.celery import app
-from tools.harness import purge_lanes, queue_depth, wait_for
+from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import cleanup_old_weather_data, extract_data, refresh_weather_batch, update_all_weather_data
@@ -110,6 +110,8 @@ def test_interactive_fetch_finishes_while_bulk_is_saturated(live, sim):
     finally:
         # Drop the backlog, and the batches the pool holds prefetched, before the next test.
         live.kill("bulk")
+        # Its unacknowledged batches return to the queue once the broker sees it gone.
+        wait_for(lambda: queue_consumers("bulk") == 0, timeout=30, what="the killed pool to detach")
         purge_lanes()
         sim.configure(latency_per_location_ms=0)
         live.start("bulk")

@@ -4,6 +4,7 @@ It runs on SQLite in a temporary folder and on a RabbitMQ vhost of its own, so t
 pools the other tests start cannot stand in for the ones `scripts/run` started.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -41,6 +42,22 @@ def _get(url: str) -> tuple[int, dict]:
         return error.code, json.load(error)
 
 
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid` (honcho starts each Procfile process in a session of its own)."""
+    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
+    return [p for child in map(int, children) for p in (child, *_descendants(child))]
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    # A zombie is gone in all but name.
+    state = Path(f"/proc/{pid}/stat")
+    return state.exists() and state.read_text().rsplit(")", 1)[-1].split()[0] != "Z"
+
+
 def _post(url: str) -> tuple[int, dict]:
     request = urllib.request.Request(url, data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=10) as response:
@@ -71,6 +88,7 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(vhost, tmp_p
     process = subprocess.Popen([str(ROOT / "scripts" / "run")], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
+    tree: list[int] = []
     try:
         def ready() -> bool:
             assert process.poll() is None, (tmp_path / "run.log").read_text()[-3000:]
@@ -100,13 +118,19 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(vhost, tmp_p
         assert _get(f"{base}/api/cities/{city_id}")[1]["latest"]["temperature"] == done["result"]["temperature"]
         assert "beat: Starting..." in (tmp_path / "run.log").read_text()
     finally:
-        # Ctrl+C or a PaaS stop: the whole group gets the signal; honcho stops the rest.
-        os.killpg(process.pid, signal.SIGTERM)
+        tree = _descendants(process.pid)
+        # Ctrl+C in a terminal: the foreground group gets the signal; honcho stops the rest.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGTERM)
         try:
             process.wait(timeout=60)
         except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
+            process.kill()
             process.wait(timeout=10)
         log.close()
-    leftovers = subprocess.run(["pgrep", "-g", str(process.pid)], capture_output=True, text=True).stdout.split()
-    assert not leftovers, f"processes outlived scripts/run: {leftovers}"
+        try:
+            wait_for(lambda: not any(map(_alive, tree)), timeout=30, what="every process to stop with scripts/run")
+        finally:
+            for pid in filter(_alive, tree):
+                os.kill(pid, signal.SIGKILL)
+    assert len(tree) >= 6, f"web, three pools, beat and the simulator, at least: {tree}"

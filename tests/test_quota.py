@@ -86,8 +86,9 @@ def test_processes_competing_at_once_never_exceed_the_quota():
             "--per-minute", "100", "--per-hour", "250", "--per-day", "1000", "--reserve", "0.2",
             "--start-at", str(start_at)]
     processes = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(4)]
-    granted = [int(process.communicate(timeout=60)[0]) for process in processes]
-    assert time.time() > start_at, "the processes must have run together"
+    granted = [int(process.communicate(timeout=60)[0] or 0) for process in processes]
+    # A process that was still starting up at start_at exits 3: then they did not race.
+    assert [process.returncode for process in processes] == [0, 0, 0, 0]
     # Bulk may fill 80 of the 100-location minute, one location a grant, whoever wins them.
     assert sum(granted) == 80
     assert usage()["minute"] == 80

@@ -55,3 +55,17 @@ def test_an_interrupted_cleanup_resumes_where_it_stopped(rows):
     progress = retention.cleanup(batch_size=2)
     assert (progress["readings_deleted"], progress["finished"]) == (3, True)
     assert WeatherData.objects.count() == 3
+
+
+def test_a_pk_range_deletes_only_the_expired_rows_inside_it(settings):
+    # Expired and fresh readings interleaved by primary key: every deleted range
+    # holds fresh rows that must survive it.
+    city = make_city()
+    now = timezone.now()
+    expired = now - timedelta(days=settings.WEATHER_RETENTION_DAYS, hours=1)
+    for i in range(10):
+        WeatherData.objects.create(city=city, temperature=i, humidity=1, pressure=1000,
+                                   observed_at=(expired if i % 2 == 0 else now) - timedelta(minutes=i))
+    progress = retention.cleanup(batch_size=2)
+    assert progress["readings_deleted"] == 5
+    assert sorted(WeatherData.objects.values_list("temperature", flat=True)) == [1, 3, 5, 7, 9]

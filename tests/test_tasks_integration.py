@@ -49,6 +49,27 @@ def test_transient_fault_is_retried_then_succeeds(live, sim):
     assert WeatherData.objects.filter(city=city).count() == 1
 
 
+def test_the_status_endpoint_reports_each_state_a_fetch_goes_through(live, sim):
+    # Slow answers show STARTED; a 429 asking for 2 s shows RETRY while the fetch waits.
+    city = make_city()
+    sim.configure(latency_ms=800, retry_after_s=2)
+    sim.script("rate_limit")
+    client = Client()
+    status_url = client.post(f"/api/cities/{city.pk}/refresh").json()["status_url"]
+    seen: list[str] = []
+
+    def finished() -> bool:
+        body = client.get(status_url).json()
+        if not seen or seen[-1] != body["state"]:
+            seen.append(body["state"])
+        return body["state"] in ("SUCCESS", "FAILURE")
+
+    wait_for(finished, timeout=30, interval=0.1, what="the fetch to finish")
+    assert seen[-1] == "SUCCESS", seen
+    assert {"STARTED", "RETRY"} <= set(seen), seen
+    assert seen.index("STARTED") < seen.index("RETRY"), seen
+
+
 def test_retries_past_the_crash_cap_are_not_counted_as_crashes(live, sim):
     # Three transient faults use the fetch's three retries; with the default cap of
     # three crashes, counting each retry as a crash would dead-letter the last one.
@@ -104,7 +125,8 @@ def test_cleanup_stops_before_its_soft_limit_and_the_next_run_finishes(live, set
         first = cleanup_old_weather_data.delay().get(timeout=30)
     finally:
         live.start("maintenance")
-    assert (first["finished"], first["stopped"]) == (False, "time limit")
+    # It stopped itself between batches, before the soft limit could cut one short.
+    assert (first["finished"], first["stopped"]) == (False, "time budget")
     assert 0 < first["readings_deleted"] < total
     # What it reports is exactly what it committed; the next run deletes the rest.
     left = total - first["readings_deleted"]

@@ -1,6 +1,7 @@
 """One source of truth: routes, queues, pools, Procfile and docker-compose agree."""
 
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -145,6 +146,15 @@ def test_compose_services_match_the_registry():
     assert "basic-auth" in " ".join(services["flower"]["command"])
     images = {svc.get("image") for name, svc in services.items() if name not in ("db", "rabbitmq")}
     assert images == {"f-brain:latest"}
+
+
+def test_every_setting_read_from_the_environment_is_in_env_example():
+    read = set()
+    for path in [*(ROOT / "server_config").glob("*.py"), *(ROOT / "weather").glob("*.py")]:
+        read |= set(re.findall(r'env_(?:str|bool|int|float|list)\("([A-Z0-9_]+)"', path.read_text()))
+    listed = set(re.findall(r"^#? ?([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE))
+    assert "SECRET_KEY" in read
+    assert read <= listed, f"missing from .env.example: {sorted(read - listed)}"
 
 
 def test_compose_broker_credentials_are_not_guest():

@@ -151,7 +151,9 @@ def main() -> int:
             stamps = list(QuotaGrant.objects.order_by("granted_at").values_list("granted_at", "locations"))
             busiest_minute = max((sum(n for at, n in stamps if start <= at < start + timedelta(minutes=1))
                                   for start, _ in stamps), default=0)
-            cap = int(600 * 0.9) if name == "provider-30pct" else "-"
+            cap = (int(int(free_tier["WEATHER_QUOTA_PER_MINUTE"])
+                       * (1 - float(free_tier["WEATHER_QUOTA_INTERACTIVE_RESERVE"])))
+                   if name == "provider-30pct" else "-")
             same_pools = all(pools.alive(p) and pools.processes[p].pid == first_pids[p] for p in LANE_NAMES)
             rows.append([name, trials, enqueued, completed, enqueued - completed, max(0, grants - enqueued),
                          duplicated, summary["cities_refreshed"], summary["cities_failed"],

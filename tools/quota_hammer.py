@@ -34,6 +34,9 @@ def main() -> int:
 
     limits = QuotaLimits(args.per_minute, args.per_hour, args.per_day, args.reserve)
     granted = 0
+    if args.start_at and time.time() > args.start_at:
+        print("late: started after --start-at; the processes did not race", file=sys.stderr)
+        return 3
     time.sleep(max(0.0, args.start_at - time.time()))
     for _ in range(args.attempts):
         try:

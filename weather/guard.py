@@ -7,8 +7,9 @@ queues (needed for priorities) have no delivery limit, so each start of a
 message is recorded; a message started more than TASK_MAX_CRASHES times without
 ending is rejected without requeue, into the dead-letter exchange. Counting
 starts, not redeliveries, keeps messages that were merely prefetched by a dying
-worker out of the count. A retry is an ending too: it is a new message with the
-same id, and must not be mistaken for a crash of the old one.
+worker out of the count. A retry is a new message with the same id: starts are
+counted per try (the request's retry number), so a retry is never mistaken for a
+crash of the try before it, even when it starts before the old try has ended.
 """
 
 from __future__ import annotations
@@ -26,18 +27,24 @@ from django.utils import timezone
 from .models import TaskAttempt
 
 
-def record_start(task_id: str, task_name: str, lane: str) -> int:
-    """Count one start of this message; returns how many times it has started without ending."""
+def record_start(task_id: str, task_name: str, lane: str, retries: int = 0) -> int:
+    """Count one start of this try of the message; returns how many times it has started without ending."""
     attempts = TaskAttempt.objects.filter(task_id=task_id)
-    if not attempts.update(starts=F("starts") + 1, last_started_at=timezone.now()):
-        try:
-            with transaction.atomic():
-                TaskAttempt.objects.create(task_id=task_id, task_name=task_name, lane=lane, starts=1)
-            return 1
-        except IntegrityError:
-            # Another copy of the message (a redelivery after a connection loss) got there first.
-            attempts.update(starts=F("starts") + 1, last_started_at=timezone.now())
-    return attempts.values_list("starts", flat=True).get()
+    now = timezone.now()
+    if attempts.filter(retries=retries).update(starts=F("starts") + 1, last_started_at=now):
+        return attempts.values_list("starts", flat=True).first() or 1
+    # The first start of this try: a row left by an earlier try is replaced.
+    try:
+        with transaction.atomic():
+            TaskAttempt.objects.update_or_create(
+                task_id=task_id,
+                defaults={"task_name": task_name, "lane": lane, "retries": retries, "starts": 1,
+                          "last_started_at": now})
+    except IntegrityError:
+        # Another copy of this try (a redelivery after a connection loss) got there first.
+        attempts.filter(retries=retries).update(starts=F("starts") + 1, last_started_at=now)
+        return attempts.values_list("starts", flat=True).first() or 1
+    return 1
 
 
 def record_end(task_id: str) -> None:
@@ -53,7 +60,7 @@ class CrashGuardedTask(Task):
         if not request.called_directly and self.acks_late and request.id:
             lane = (request.delivery_info or {}).get("routing_key") or ""
             try:
-                starts = record_start(request.id, self.name, lane)
+                starts = record_start(request.id, self.name, lane, request.retries or 0)
             except Error:
                 starts = 1  # cannot count now: run it; the task itself retries database trouble
             crashes = starts - 1
@@ -71,14 +78,8 @@ class CrashGuardedTask(Task):
         Its TaskAttempt row stays: `deadletters list` reads the crash count from it.
         """
 
-    def on_retry(self, exc: Exception, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        """A retry ends this message: its successor starts counting from zero."""
-        # Celery skips after_return for RETRY, so the starts are forgotten here.
-        with contextlib.suppress(Error):
-            record_end(task_id)
-
     def after_return(self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        """Forget the starts of a message that ran to an end."""
+        """Forget the starts of a message that ran to an end (Celery skips this for a retry)."""
         # A row left behind is harmless; retention removes it.
         with contextlib.suppress(Error):
             record_end(task_id)

@@ -36,6 +36,7 @@ def page_with_latest(cities: QuerySet[City], number: object, per_page: int, *, l
         .values("pk", *(f"latest_{name}" for name in LATEST_FIELDS))
     }
     for city in page.object_list:
+        reading = readings.get(city.pk, {})  # absent if the city was deleted in between
         for name in LATEST_FIELDS:
-            setattr(city, name, readings[city.pk][f"latest_{name}"])
+            setattr(city, name, reading.get(f"latest_{name}"))
     return page

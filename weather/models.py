@@ -224,6 +224,8 @@ class TaskAttempt(models.Model):
     task_id = models.CharField(max_length=64, unique=True)
     task_name = models.CharField(max_length=200)
     lane = models.CharField(max_length=32, blank=True)
+    # Which try of the message (its retry number): each try counts its own starts.
+    retries = models.PositiveIntegerField(default=0)
     starts = models.PositiveIntegerField(default=0)
     last_started_at = models.DateTimeField(default=timezone.now)
 

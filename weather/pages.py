@@ -14,6 +14,7 @@ from django.views.decorators.http import require_POST, require_safe
 from routing import Priority
 
 from .charts import sparkline_points
+from .dispatch import PENDING_FETCH_TTL
 from .listing import matching, page_with_latest
 from .models import WeatherData
 from .ops import BrokerUnreachableError, lanes_status
@@ -38,7 +39,10 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     ):
         history[city_id].append((observed_at, temperature))
     rows = [{"city": city, "points": sparkline_points(history[city.pk])} for city in page.object_list]
-    return render(request, "weather/dashboard.html", {"page": page, "rows": rows, "query": query})
+    # The page stops following a fetch when the server would presume it lost.
+    give_up_ms = int(PENDING_FETCH_TTL.total_seconds() * 1000)
+    return render(request, "weather/dashboard.html",
+                  {"page": page, "rows": rows, "query": query, "give_up_ms": give_up_ms})
 
 
 @require_POST

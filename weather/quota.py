@@ -46,13 +46,16 @@ class Consumer(enum.StrEnum):
 class QuotaExceededError(Exception):
     """No quota now; `retry_at` says when enough of it comes back."""
 
-    def __init__(self, message: str, retry_at: datetime) -> None:
+    def __init__(self, message: str, retry_at: datetime, now: datetime) -> None:
         super().__init__(f"{message}; quota returns at {retry_at:%H:%M:%S} UTC")
         self.retry_at = retry_at
+        # The database's time of the refusal: the wait is measured on the clock
+        # `retry_at` came from, whatever this host's clock says.
+        self.refused_at = now
 
-    def wait_seconds(self, now: datetime | None = None) -> float:
-        """Seconds until quota returns."""
-        return max(0.0, (self.retry_at - (now or timezone.now())).total_seconds())
+    def wait_seconds(self) -> float:
+        """Seconds until quota returns, as of the refusal."""
+        return max(0.0, (self.retry_at - self.refused_at).total_seconds())
 
 
 @dataclass(frozen=True)
@@ -132,14 +135,14 @@ def reserve(locations: int, consumer: Consumer, limits: QuotaLimits | None = Non
         now = _clock()
         if quota.paused_until and quota.paused_until > now:
             raise QuotaExceededError(f"provider asked to pause until {quota.paused_until:%H:%M:%S}",
-                                     quota.paused_until)
+                                     quota.paused_until, now)
         usage = _window_usage(now)
         for name, span in PERIODS:
             cap = limits.cap(name, consumer)
             if cap is not None and usage[name] + locations > cap:
                 retry_at = _when_room(name, span, now, usage[name] + locations - cap)
                 raise QuotaExceededError(
-                    f"{consumer} quota per {name} is used up ({usage[name]}/{cap} locations)", retry_at)
+                    f"{consumer} quota per {name} is used up ({usage[name]}/{cap} locations)", retry_at, now)
         QuotaGrant.objects.create(granted_at=now, locations=locations, consumer=consumer)
 
 

@@ -165,21 +165,20 @@ CLEANUP_TIME_SHARE = 0.9
 def cleanup_old_weather_data(self) -> dict:
     """Delete readings past retention and expired task results (maintenance lane)."""
     progress: dict = {}
-    soft_limit = self.request.timelimit[1] if self.request.timelimit else None
-    soft_limit = soft_limit or self.app.conf.task_soft_time_limit
+    soft_limit = self.app.conf.task_soft_time_limit  # the pool's, set from the registry
     started = time.monotonic()
 
     def out_of_time() -> bool:
         return bool(soft_limit) and time.monotonic() - started > soft_limit * CLEANUP_TIME_SHARE
 
+    # Either way the next run continues from what is left: nothing but the rows is kept.
     try:
         retention.cleanup(progress=progress, should_stop=out_of_time)
     except SoftTimeLimitExceeded:
-        # Only the batch in flight rolls back; committed batches stay deleted.
-        progress["finished"] = False
-    if not progress["finished"]:
-        # The next run continues from what is left: nothing but the rows is kept.
-        progress["stopped"] = "time limit"
+        # The backstop: only the batch in flight rolls back; committed batches stay deleted.
+        progress.update(finished=False, stopped="soft time limit")
+    if not progress["finished"] and "stopped" not in progress:
+        progress["stopped"] = "time budget"
     return progress
 
 

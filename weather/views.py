@@ -118,6 +118,8 @@ def _describe(result: AsyncResult) -> dict:
     if done:
         body["date_done"] = done.isoformat()
     if started and done and result.state in READY_STATES:
+        # The start is stamped by the database, the end by the worker: across hosts
+        # whose clocks drift this is approximate, never negative.
         body["run_seconds"] = round(max(0.0, (done - started).total_seconds()), 3)
     return body
 

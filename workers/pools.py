@@ -45,8 +45,8 @@ class Pool:
     max_tasks_per_child: int
     max_memory_per_child_kb: int
     soft_shutdown_timeout: int
-    # CPU niceness (0-19) the pool runs at: background lanes give way to a person's
-    # fetch when they share a host's CPUs (scripts/run, compose on one machine).
+    # Niceness (0-19) the launcher adds before exec: background lanes give way to a
+    # person's fetch when they share a host's CPUs (scripts/run, compose on one machine).
     cpu_nice: int = 0
     # A pool is named after the lane it serves and consumes that lane's queue,
     # unless it is declared with queues of its own.
