@@ -29,7 +29,9 @@ def main() -> int:
     parser.add_argument("--bulk-tasks", type=int, default=10_000)
     parser.add_argument("--interactive", type=int, default=200)
     parser.add_argument("--rate", type=float, default=10.0, help="interactive fetches per second")
-    parser.add_argument("--latency-ms", type=float, default=50.0, help="simulated provider latency")
+    parser.add_argument("--latency-ms", type=float, default=50.0, help="simulated provider latency a request")
+    parser.add_argument("--latency-per-location-ms", type=float, default=0.0,
+                        help="added per location asked for (a bulk batch then costs more than one city)")
     parser.add_argument("--cities-per-bulk-task", type=int, default=50)
     parser.add_argument("--window", type=float, default=60.0)
     args = parser.parse_args()
@@ -49,7 +51,8 @@ def main() -> int:
     from weather.simulator import FaultConfig, start_in_thread
     from weather.tasks import refresh_weather_batch
 
-    sim = start_in_thread(config=FaultConfig(latency_ms=args.latency_ms))
+    sim = start_in_thread(config=FaultConfig(latency_ms=args.latency_ms,
+                                             latency_per_location_ms=args.latency_per_location_ms))
     needed = max(args.interactive, args.cities_per_bulk_task)
     if City.objects.count() < needed:
         from django.core.management import call_command
