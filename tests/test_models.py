@@ -41,3 +41,15 @@ def test_active_filter():
     active = make_city()
     make_city(is_active=False)
     assert list(City.objects.active()) == [active]
+
+
+@pytest.mark.django_db
+def test_crash_counts_are_per_try_of_a_message():
+    from weather.guard import record_end, record_start
+
+    assert record_start("t-1", "task", "bulk", retries=0) == 1
+    assert record_start("t-1", "task", "bulk", retries=0) == 2  # the same try started again: a crash
+    assert record_start("t-1", "task", "bulk", retries=1) == 1  # a retry starts its own count
+    assert record_start("t-1", "task", "bulk", retries=1) == 2
+    record_end("t-1")
+    assert record_start("t-1", "task", "bulk", retries=1) == 1

@@ -29,21 +29,19 @@ from .models import TaskAttempt
 
 def record_start(task_id: str, task_name: str, lane: str, retries: int = 0) -> int:
     """Count one start of this try of the message; returns how many times it has started without ending."""
-    attempts = TaskAttempt.objects.filter(task_id=task_id)
     now = timezone.now()
+    try:
+        # Nearly every start is a message's first: one insert.
+        with transaction.atomic():
+            TaskAttempt.objects.create(task_id=task_id, task_name=task_name, lane=lane, retries=retries,
+                                       starts=1, last_started_at=now)
+        return 1
+    except IntegrityError:
+        pass  # this try started before (a crash), or an earlier try of the message left its row
+    attempts = TaskAttempt.objects.filter(task_id=task_id)
     if attempts.filter(retries=retries).update(starts=F("starts") + 1, last_started_at=now):
         return attempts.values_list("starts", flat=True).first() or 1
-    # The first start of this try: a row left by an earlier try is replaced.
-    try:
-        with transaction.atomic():
-            TaskAttempt.objects.update_or_create(
-                task_id=task_id,
-                defaults={"task_name": task_name, "lane": lane, "retries": retries, "starts": 1,
-                          "last_started_at": now})
-    except IntegrityError:
-        # Another copy of this try (a redelivery after a connection loss) got there first.
-        attempts.filter(retries=retries).update(starts=F("starts") + 1, last_started_at=now)
-        return attempts.values_list("starts", flat=True).first() or 1
+    attempts.update(retries=retries, starts=1, last_started_at=now)
     return 1
 
 
