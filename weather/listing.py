@@ -16,8 +16,8 @@ def matching(query: str) -> QuerySet[City]:
     return cities.filter(name__icontains=query) if query else cities
 
 
-def page_with_latest(cities: QuerySet[City], number: object, per_page: int, *, lenient: bool = False) -> Page:
-    """One page of `cities`, each carrying its latest reading's fields (None when it has none).
+def page_with_latest(paginator: Paginator, number: object, *, lenient: bool = False) -> Page:
+    """One page of the paginator's cities, each carrying its latest reading's fields (None when it has none).
 
     The bare cities are paginated first and the latest readings looked up for that
     page's ids alone: annotating the whole ordered set would run the lookups for
@@ -25,7 +25,6 @@ def page_with_latest(cities: QuerySet[City], number: object, per_page: int, *, l
     for the first). `lenient` turns a bad page number into the nearest page
     instead of raising.
     """
-    paginator = Paginator(cities, per_page)
     page = paginator.get_page(number) if lenient else paginator.page(number)  # type: ignore[arg-type]
     page.object_list = list(page.object_list)
     latest = WeatherData.objects.filter(city=OuterRef("pk")).order_by("-observed_at")

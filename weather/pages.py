@@ -6,6 +6,7 @@ from collections import defaultdict
 from datetime import timedelta
 
 from django.contrib.admin.views.decorators import staff_member_required
+from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 from django.utils import timezone
@@ -29,7 +30,7 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """Cities with their latest reading and a temperature sparkline; searchable, paginated."""
     query = search_term(request)
     cities = matching(query).order_by("-population", "name", "pk")
-    page = page_with_latest(cities, request.GET.get("page"), PAGE_SIZE, lenient=True)
+    page = page_with_latest(Paginator(cities, PAGE_SIZE), request.GET.get("page"), lenient=True)
     ids = [city.pk for city in page.object_list]
     history: dict[int, list] = defaultdict(list)
     since = timezone.now() - HISTORY

@@ -111,7 +111,9 @@ def _describe(result: AsyncResult) -> dict:
     elif result.state in ("FAILURE", "RETRY"):
         error = result.result
         body["error"] = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
-    times = TaskResult.objects.filter(task_id=result.id).values_list("date_started", "date_done").first()
+    # PENDING means no result row yet: nothing more to read on the hottest poll.
+    times = None if result.state == "PENDING" else (
+        TaskResult.objects.filter(task_id=result.id).values_list("date_started", "date_done").first())
     started, done = times or (None, None)
     if started:
         body["date_started"] = started.isoformat()
@@ -144,12 +146,11 @@ def city_list(request: HttpRequest) -> JsonResponse:
         return error_response(400, "page and page_size must be integers")
     if page_number < 1 or not 1 <= page_size <= MAX_PAGE_SIZE:
         return error_response(400, f"page must be >= 1 and page_size between 1 and {MAX_PAGE_SIZE}")
-    cities = matching(search_term(request)).order_by("name", "pk")
+    paginator = Paginator(matching(search_term(request)).order_by("name", "pk"), page_size)
     try:
-        page = page_with_latest(cities, page_number, page_size)
+        page = page_with_latest(paginator, page_number)
     except EmptyPage:
-        pages = Paginator(cities, page_size).num_pages
-        return error_response(404, f"page {page_number} is past the last page ({pages})")
+        return error_response(404, f"page {page_number} is past the last page ({paginator.num_pages})")
     return JsonResponse({
         "count": page.paginator.count,
         "page": page.number,
