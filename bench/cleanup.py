@@ -9,7 +9,7 @@ import argparse
 import sys
 import time
 
-from bench.common import machine, prepare, print_table, write_json
+from tools.measure import machine, prepare, print_table, write_json
 
 
 def main() -> int:

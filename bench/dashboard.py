@@ -19,7 +19,7 @@ def main() -> int:
     parser.add_argument("--repeat", type=int, default=20)
     args = parser.parse_args()
 
-    from bench.common import machine, percentile, prepare, print_table, write_json
+    from tools.measure import machine, percentile, prepare, print_table, write_json
 
     prepare("dashboard")
     from datetime import timedelta

@@ -21,7 +21,7 @@ import sys
 import time
 from datetime import UTC, datetime
 
-from bench.common import ROOT, machine, percentile, prepare, print_table, write_json
+from tools.measure import ROOT, machine, percentile, prepare, print_table, write_json
 
 
 def main() -> int:
@@ -46,9 +46,9 @@ def main() -> int:
     from routing import LANE_NAMES, Priority
     from server_config.celery import app
     from tools.harness import WorkerPools, purge_lanes
+    from tools.simulator import FaultConfig, start_in_thread
     from weather.dispatch import enqueue_city_fetch
     from weather.models import City, RefreshBatch, RefreshRun
-    from weather.simulator import FaultConfig, start_in_thread
     from weather.tasks import refresh_weather_batch
 
     sim = start_in_thread(config=FaultConfig(latency_ms=args.latency_ms,

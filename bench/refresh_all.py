@@ -15,7 +15,7 @@ import os
 import sys
 import time
 
-from bench.common import ROOT, machine, prepare, print_table, write_json
+from tools.measure import ROOT, machine, prepare, print_table, write_json
 
 
 def main() -> int:
@@ -31,8 +31,8 @@ def main() -> int:
     from django.db import connection
 
     from tools.harness import Simulator, WorkerPools, purge_lanes, wait_for
+    from tools.simulator import FaultConfig, start_in_thread
     from weather.models import City, RefreshRun, WeatherData
-    from weather.simulator import FaultConfig, start_in_thread
     from weather.tasks import fetch_weather_for_city, update_all_weather_data
     from workers.pools import load_pools
 

@@ -10,6 +10,7 @@ from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 import routing
+from weather import provider
 from workers.pools import current_pool
 
 from .env import env_bool, env_float, env_int, env_list, env_str
@@ -164,9 +165,9 @@ NUM_TRUSTED_PROXIES = env_int("NUM_TRUSTED_PROXIES", 0, minimum=0)
 
 # --- Weather provider -----------------------------------------------------------
 WEATHER_API_URL = env_str("WEATHER_API_URL", "https://api.open-meteo.com/v1/forecast")
-# Open-Meteo accepts at most 1,000 locations a request; 200 keeps the GET URL near
+# The provider accepts at most MAX_LOCATIONS_PER_REQUEST a request; 200 keeps the GET URL near
 # 5 KB (about 23 encoded characters a location), well under common 8 KB limits.
-WEATHER_BATCH_SIZE = env_int("WEATHER_BATCH_SIZE", 200, minimum=1, maximum=1000)
+WEATHER_BATCH_SIZE = env_int("WEATHER_BATCH_SIZE", 200, minimum=1, maximum=provider.MAX_LOCATIONS_PER_REQUEST)
 WEATHER_CONNECT_TIMEOUT = env_float("WEATHER_CONNECT_TIMEOUT", 3.05, minimum=0.1)
 WEATHER_READ_TIMEOUT = env_float("WEATHER_READ_TIMEOUT", 10.0, minimum=0.1)
 WEATHER_RETENTION_DAYS = env_int("WEATHER_RETENTION_DAYS", 30, minimum=1)
@@ -179,9 +180,9 @@ WEATHER_RETRY_BASE_SECONDS = env_float("WEATHER_RETRY_BASE_SECONDS", 2.0, minimu
 
 # Provider quota in locations (Open-Meteo free tier: 600/min, 5,000/h, 10,000/day);
 # 0 lifts a limit. The reserve is the share of each window only interactive may use.
-WEATHER_QUOTA_PER_MINUTE = env_int("WEATHER_QUOTA_PER_MINUTE", 600, minimum=0)
-WEATHER_QUOTA_PER_HOUR = env_int("WEATHER_QUOTA_PER_HOUR", 5000, minimum=0)
-WEATHER_QUOTA_PER_DAY = env_int("WEATHER_QUOTA_PER_DAY", 10000, minimum=0)
+WEATHER_QUOTA_PER_MINUTE = env_int("WEATHER_QUOTA_PER_MINUTE", provider.FREE_TIER_LOCATIONS_PER_MINUTE, minimum=0)
+WEATHER_QUOTA_PER_HOUR = env_int("WEATHER_QUOTA_PER_HOUR", provider.FREE_TIER_LOCATIONS_PER_HOUR, minimum=0)
+WEATHER_QUOTA_PER_DAY = env_int("WEATHER_QUOTA_PER_DAY", provider.FREE_TIER_LOCATIONS_PER_DAY, minimum=0)
 WEATHER_QUOTA_INTERACTIVE_RESERVE = env_float("WEATHER_QUOTA_INTERACTIVE_RESERVE", 0.1, minimum=0.0)
 if WEATHER_QUOTA_INTERACTIVE_RESERVE >= 1:
     raise ImproperlyConfigured("WEATHER_QUOTA_INTERACTIVE_RESERVE is a share below 1 (e.g. 0.1)")

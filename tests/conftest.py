@@ -8,8 +8,8 @@ import pytest
 from django.db import connection
 
 from tools.harness import Simulator, WorkerPools, purge_lanes, worker_env
+from tools.simulator import SimulatorServer, start_in_thread
 from weather import refresh
-from weather.simulator import SimulatorServer, start_in_thread
 
 
 @pytest.fixture(scope="session")

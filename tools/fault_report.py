@@ -49,7 +49,7 @@ def main() -> int:
     kill_env = {"TASK_MAX_CRASHES": "20"}
     free_tier = {"WEATHER_QUOTA_PER_MINUTE": "600", "WEATHER_QUOTA_PER_HOUR": "5000",
                  "WEATHER_QUOTA_PER_DAY": "10000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
-    from bench.common import ROOT, machine, prepare, print_table, write_json
+    from tools.measure import ROOT, machine, prepare, print_table, write_json
 
     prepare("faults")
     from django.db import connection
@@ -57,8 +57,8 @@ def main() -> int:
 
     from routing import LANE_NAMES
     from tools.harness import Simulator, WorkerPools, purge_lanes, queue_consumers, run_summary, wait_for
+    from tools.simulator import start_in_thread
     from weather.models import City, QuotaGrant, RefreshBatch, WeatherData
-    from weather.simulator import start_in_thread
     from weather.tasks import update_all_weather_data
 
     server = start_in_thread()

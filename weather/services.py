@@ -12,7 +12,8 @@ from typing import Any
 import requests
 from django.conf import settings
 
-PROVIDER_MAX_LOCATIONS = 1000
+from .provider import MAX_LOCATIONS_PER_REQUEST
+
 # A provider asking for a longer pause than this is answering nonsense.
 MAX_RETRY_AFTER_S = 3600.0
 CURRENT_FIELDS = ("temperature_2m", "relative_humidity_2m", "surface_pressure")
@@ -155,7 +156,7 @@ class WeatherService:
         self.base_url = base_url or settings.WEATHER_API_URL
         self.session = session or requests.Session()
         self.timeout = timeout or (settings.WEATHER_CONNECT_TIMEOUT, settings.WEATHER_READ_TIMEOUT)
-        self.batch_size = min(batch_size or settings.WEATHER_BATCH_SIZE, PROVIDER_MAX_LOCATIONS)
+        self.batch_size = min(batch_size or settings.WEATHER_BATCH_SIZE, MAX_LOCATIONS_PER_REQUEST)
 
     def get_current(self, location: Location) -> Reading:
         """Current conditions at one location; raises a ProviderError subclass."""

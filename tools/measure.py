@@ -1,4 +1,4 @@
-"""Benchmark environment: its own PostgreSQL database and RabbitMQ vhost, set up before Django starts."""
+"""Measurement environment for benchmarks and fault reports: own database and vhost, tables, JSON results."""
 
 from __future__ import annotations
 

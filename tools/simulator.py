@@ -8,6 +8,7 @@ coordinates and time, optional latency and injected faults. Control endpoints un
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import random
@@ -20,7 +21,8 @@ from datetime import UTC, datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-MAX_LOCATIONS = 1000
+from weather.provider import MAX_LOCATIONS_PER_REQUEST as MAX_LOCATIONS
+
 FORECAST_PATH = "/v1/forecast"
 FAULT_KINDS = ("ok", "error", "rate_limit", "timeout", "malformed", "bad_value")
 UNITS = {"temperature_2m": "°C", "relative_humidity_2m": "%", "surface_pressure": "hPa"}
@@ -307,3 +309,47 @@ def start_in_thread(host: str = "127.0.0.1", port: int = 0, config: FaultConfig 
     server = SimulatorServer((host, port), config)
     threading.Thread(target=server.serve_forever, name="weather-simulator", daemon=True).start()
     return server
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m tools.simulator`: serve simulated forecasts until interrupted."""
+    parser = argparse.ArgumentParser(
+        prog="python -m tools.simulator",
+        description="Run the Open-Meteo-compatible weather simulator (loopback by default).")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=8081)
+    parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every request")
+    parser.add_argument("--latency-per-location-ms", type=float, default=0.0,
+                        help="added for each location a request asks for")
+    parser.add_argument("--error-rate", type=float, default=0.0, help="share of 500 answers")
+    parser.add_argument("--rate-limit-rate", type=float, default=0.0, help="share of 429 answers")
+    parser.add_argument("--timeout-rate", type=float, default=0.0, help="share of requests that hang")
+    parser.add_argument("--malformed-rate", type=float, default=0.0, help="share of truncated bodies")
+    parser.add_argument("--bad-value-rate", type=float, default=0.0,
+                        help="share of answers with one physically impossible value")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--verbose", action="store_true", help="log every request")
+    options = parser.parse_args(argv)
+    config = FaultConfig(
+        latency_ms=options.latency_ms,
+        latency_per_location_ms=options.latency_per_location_ms,
+        error_rate=options.error_rate,
+        rate_limit_rate=options.rate_limit_rate,
+        timeout_rate=options.timeout_rate,
+        malformed_rate=options.malformed_rate,
+        bad_value_rate=options.bad_value_rate,
+        seed=options.seed,
+    )
+    server = SimulatorServer((options.host, options.port), config, verbose=options.verbose)
+    print(f"weather simulator serving {server.url} (stats: /__sim/stats)", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
