@@ -2,11 +2,14 @@
 
 from .lanes import (
     ALL_QUEUES,
+    BULK,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
+    INTERACTIVE,
     LANE_NAMES,
     LANE_QUEUES,
     LANES,
+    MAINTENANCE,
     TASK_EXCHANGE,
     Lane,
     Priority,
@@ -16,11 +19,14 @@ from .routes import TASK_LANES, UnroutedTaskError, lane_for, route_task
 
 __all__ = [
     "ALL_QUEUES",
+    "BULK",
     "DEAD_LETTER_EXCHANGE",
     "DEAD_LETTER_QUEUE",
+    "INTERACTIVE",
     "LANES",
     "LANE_NAMES",
     "LANE_QUEUES",
+    "MAINTENANCE",
     "TASK_EXCHANGE",
     "TASK_LANES",
     "Lane",

@@ -45,11 +45,10 @@ class Lane:
     prioritised: bool = False
 
 
-LANES: tuple[Lane, ...] = (
-    Lane("interactive", "one city's fetch asked for by a person or an API client", prioritised=True),
-    Lane("bulk", "periodic refresh of every city in provider-sized batches; ETL chains"),
-    Lane("maintenance", "retention cleanup of readings and task results"),
-)
+INTERACTIVE = Lane("interactive", "one city's fetch asked for by a person or an API client", prioritised=True)
+BULK = Lane("bulk", "periodic refresh of every city in provider-sized batches; ETL chains")
+MAINTENANCE = Lane("maintenance", "retention cleanup of readings and task results")
+LANES: tuple[Lane, ...] = (INTERACTIVE, BULK, MAINTENANCE)
 LANE_NAMES: tuple[str, ...] = tuple(lane.name for lane in LANES)
 
 

@@ -4,28 +4,28 @@ from __future__ import annotations
 
 from typing import Any
 
-from .lanes import LANE_NAMES
+from .lanes import BULK, INTERACTIVE, LANE_NAMES, MAINTENANCE
 
 # Every task the project can send, by name. Celery's own canvas helpers are listed
 # too: a chain or chord step that Celery publishes for us must land on a declared
 # lane like any other message.
 TASK_LANES: dict[str, str] = {
-    "weather.tasks.fetch_weather_for_city": "interactive",
-    "weather.tasks.update_all_weather_data": "bulk",
-    "weather.tasks.refresh_weather_batch": "bulk",
-    "weather.tasks.extract_data": "bulk",
-    "weather.tasks.transform_data": "bulk",
-    "weather.tasks.load_data": "bulk",
-    "weather.tasks.cleanup_old_weather_data": "maintenance",
-    "celery.backend_cleanup": "maintenance",
-    "celery.accumulate": "bulk",
-    "celery.chain": "bulk",
-    "celery.chord": "bulk",
-    "celery.chord_unlock": "bulk",
-    "celery.chunks": "bulk",
-    "celery.group": "bulk",
-    "celery.map": "bulk",
-    "celery.starmap": "bulk",
+    "weather.tasks.fetch_weather_for_city": INTERACTIVE.name,
+    "weather.tasks.update_all_weather_data": BULK.name,
+    "weather.tasks.refresh_weather_batch": BULK.name,
+    "weather.tasks.extract_data": BULK.name,
+    "weather.tasks.transform_data": BULK.name,
+    "weather.tasks.load_data": BULK.name,
+    "weather.tasks.cleanup_old_weather_data": MAINTENANCE.name,
+    "celery.backend_cleanup": MAINTENANCE.name,
+    "celery.accumulate": BULK.name,
+    "celery.chain": BULK.name,
+    "celery.chord": BULK.name,
+    "celery.chord_unlock": BULK.name,
+    "celery.chunks": BULK.name,
+    "celery.group": BULK.name,
+    "celery.map": BULK.name,
+    "celery.starmap": BULK.name,
 }
 
 

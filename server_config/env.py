@@ -16,11 +16,8 @@ def env_str(name: str, default: str | None = None) -> str | None:
     return value if value != "" else default
 
 
-def env_bool(name: str, default: bool = False) -> bool:
-    """A boolean variable; anything but the usual spellings is a configuration error."""
-    raw = os.environ.get(name)
-    if raw is None:
-        return default
+def parse_bool(name: str, raw: str) -> bool:
+    """A boolean spelled the usual ways; anything else is a configuration error naming the variable."""
     lowered = raw.strip().lower()
     if lowered in _TRUE:
         return True
@@ -29,15 +26,26 @@ def env_bool(name: str, default: bool = False) -> bool:
     raise ImproperlyConfigured(f"{name}={raw!r} is not a boolean (use true/false)")
 
 
+def parse_int(name: str, raw: str) -> int:
+    """An integer; anything else is a configuration error naming the variable."""
+    try:
+        return int(raw)
+    except ValueError:
+        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+
+
+def env_bool(name: str, default: bool = False) -> bool:
+    """A boolean variable; anything but the usual spellings is a configuration error."""
+    raw = os.environ.get(name)
+    return default if raw is None else parse_bool(name, raw)
+
+
 def env_int(name: str, default: int, *, minimum: int | None = None, maximum: int | None = None) -> int:
     """An integer variable, checked against its allowed range."""
     raw = env_str(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not an integer") from None
+    value = parse_int(name, raw)
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name}={value} is below the minimum {minimum}")
     if maximum is not None and value > maximum:

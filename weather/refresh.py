@@ -3,19 +3,26 @@
 from __future__ import annotations
 
 import functools
+import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from datetime import timedelta
 
 from django.conf import settings
+from django.db import transaction
+from django.utils import timezone
 
 from . import quota
-from .models import City
+from .models import City, RefreshBatch, RefreshRun
 from .quota import Consumer
 from .services import InvalidReadingError, Location, Reading, TransientProviderError, WeatherService
 from .storage import upsert_readings
 
 # How long every worker stays away after a 429 that gave no Retry-After.
 DEFAULT_RATE_LIMIT_PAUSE_S = 60.0
+# A deferred batch is an ETA message the worker holds unacknowledged; keep each
+# wait well below RabbitMQ's 30-minute consumer timeout and check again after it.
+MAX_QUOTA_DEFERRAL_S = 600.0
 
 
 class UnknownCityError(LookupError):
@@ -101,3 +108,42 @@ def active_city_batches(batch_size: int | None = None) -> Iterator[list[int]]:
             batch = []
     if batch:
         yield batch
+
+
+def start_or_resume_run(task_id: str | None) -> tuple[RefreshRun, list[tuple[int, list[int]]]]:
+    """The refresh run of this dispatch message, with the batches still to send, as (index, city ids).
+
+    Idempotent per message: a redelivered dispatch (its worker died midway) finds
+    its run by task id and gets only the batches not done yet; a batch sent twice
+    is harmless, since storing readings is an upsert.
+    """
+    run = RefreshRun.objects.filter(task_id=task_id).first() if task_id else None
+    if run is not None:
+        indexes = set(run.batches.filter(status=RefreshBatch.Status.PENDING).values_list("index", flat=True))
+        return run, [(i, batch) for i, batch in enumerate(active_city_batches(run.batch_size)) if i in indexes]
+    batch_size = settings.WEATHER_BATCH_SIZE
+    batches = list(active_city_batches(batch_size))
+    with transaction.atomic():
+        run = RefreshRun.objects.create(task_id=task_id, batch_size=batch_size, batches_total=len(batches),
+                                        cities_total=sum(len(batch) for batch in batches))
+        RefreshBatch.objects.bulk_create(
+            RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches))
+    return run, list(enumerate(batches))
+
+
+def quota_deferral(run_id: int, index: int, cities: int, exc: quota.QuotaExceededError) -> float | None:
+    """Seconds until a batch refused for quota should try again; None when it should not.
+
+    None when its run was deleted, or when quota returns only after the run's
+    deadline (the batch is then marked failed: the next scheduled run covers it).
+    """
+    started = RefreshRun.objects.filter(pk=run_id).values_list("started_at", flat=True).first()
+    if started is None:
+        return None  # the run was deleted: nothing is waiting for this batch
+    deadline = started + timedelta(seconds=settings.WEATHER_REFRESH_DEADLINE_SECONDS)
+    if exc.retry_at > deadline:
+        RefreshBatch.objects.filter(run_id=run_id, index=index).update(
+            status=RefreshBatch.Status.FAILED, failed=cities,
+            error=f"quota exhausted until after the run's deadline: {exc}"[:500], finished_at=timezone.now())
+        return None
+    return min(exc.wait_seconds() + random.uniform(0, 1), MAX_QUOTA_DEFERRAL_S)

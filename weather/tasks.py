@@ -3,32 +3,27 @@
 from __future__ import annotations
 
 import contextlib
-import random
 import time
-from datetime import timedelta
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
 from django.conf import settings
-from django.db import InterfaceError, OperationalError, transaction
+from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import etl, retention
 from .backoff import retry_delay
 from .guard import CrashGuardedTask
-from .models import PendingFetch, RefreshBatch, RefreshRun
+from .models import PendingFetch, RefreshBatch
 from .quota import QuotaExceededError
-from .refresh import active_city_batches, refresh_batch, refresh_city
+from .refresh import quota_deferral, refresh_batch, refresh_city, start_or_resume_run
 from .services import TransientProviderError
 
 # A database that restarts or fails over is a passing fault, like a provider 5xx.
 RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
 # A person waits for an interactive fetch: wait for quota only this long, else say so.
 INTERACTIVE_QUOTA_WAIT_S = 5.0
-# A deferred batch is an ETA message the worker holds unacknowledged; keep each
-# wait well below RabbitMQ's 30-minute consumer timeout and check again after it.
-MAX_QUOTA_DEFERRAL_S = 600.0
 
 
 def _retry(task, exc: Exception):
@@ -79,24 +74,7 @@ def update_all_weather_data(self) -> dict:
     its run by task id and sends again only the batches not done yet; a batch
     sent twice is harmless, since storing readings is an upsert.
     """
-    run = RefreshRun.objects.filter(task_id=self.request.id).first() if self.request.id else None
-    if run is None:
-        batch_size = settings.WEATHER_BATCH_SIZE
-        batches = list(active_city_batches(batch_size))
-        with transaction.atomic():
-            run = RefreshRun.objects.create(
-                task_id=self.request.id,
-                batch_size=batch_size,
-                batches_total=len(batches),
-                cities_total=sum(len(batch) for batch in batches),
-            )
-            RefreshBatch.objects.bulk_create(
-                RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches)
-            )
-        pending = list(enumerate(batches))
-    else:
-        indexes = set(run.batches.filter(status=RefreshBatch.Status.PENDING).values_list("index", flat=True))
-        pending = [(i, b) for i, b in enumerate(active_city_batches(run.batch_size)) if i in indexes]
+    run, pending = start_or_resume_run(self.request.id)
     for index, batch in pending:
         refresh_weather_batch.apply_async(args=[run.pk, index, batch])
     return run.summary()
@@ -142,18 +120,9 @@ def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExc
     A new message rather than a retry: waiting for quota is not a failure and
     must not use up the batch's retries for real provider errors.
     """
-    batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
-    started = RefreshRun.objects.filter(pk=run_id).values_list("started_at", flat=True).first()
-    if started is None:
-        return  # the run was deleted: nothing is waiting for this batch
-    deadline = started + timedelta(seconds=settings.WEATHER_REFRESH_DEADLINE_SECONDS)
-    if exc.retry_at > deadline:
-        batch.update(status=RefreshBatch.Status.FAILED, failed=len(city_ids),
-                     error=f"quota exhausted until after the run's deadline: {exc}"[:500],
-                     finished_at=timezone.now())
-        return
-    countdown = min(exc.wait_seconds() + random.uniform(0, 1), MAX_QUOTA_DEFERRAL_S)
-    refresh_weather_batch.apply_async(args=[run_id, index, city_ids], countdown=countdown)
+    countdown = quota_deferral(run_id, index, len(city_ids), exc)
+    if countdown is not None:
+        refresh_weather_batch.apply_async(args=[run_id, index, city_ids], countdown=countdown)
 
 
 # Share of the soft time limit the cleanup spends before it stops starting batches,

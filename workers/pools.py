@@ -7,7 +7,10 @@ import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
 
-from routing import LANE_NAMES, LANES
+from django.core.exceptions import ImproperlyConfigured
+
+from routing import BULK, INTERACTIVE, LANE_NAMES, LANES, MAINTENANCE
+from server_config.env import parse_bool, parse_int
 
 # A worker serves what it has prefetched in arrival order, whatever the priorities:
 # on a priority lane only prefetch 1 lets RabbitMQ's ordering decide what runs next.
@@ -35,16 +38,19 @@ class Pool:
     """One worker pool: what it consumes and how it is tuned."""
 
     name: str
-    implementation: str
     concurrency: int
     prefetch_multiplier: int
-    acks_late: bool
-    reject_on_worker_lost: bool
     soft_time_limit: int
     time_limit: int
     max_tasks_per_child: int
     max_memory_per_child_kb: int
-    soft_shutdown_timeout: int
+    # Shared by every pool unless it says otherwise: prefork, which enforces time
+    # limits; acks late with reject-on-worker-lost, since every task is an idempotent
+    # upsert, so a worker killed mid-task loses nothing; 20 s of soft shutdown.
+    implementation: str = "prefork"
+    acks_late: bool = True
+    reject_on_worker_lost: bool = True
+    soft_shutdown_timeout: int = 20
     # Niceness (0-19) the launcher adds before exec: background lanes give way to a
     # person's fetch when they share a host's CPUs (scripts/run, compose on one machine).
     cpu_nice: int = 0
@@ -109,44 +115,32 @@ class Pool:
 # (Heroku-style platforms wait 30 s); acks-late work that does not finish is requeued.
 DEFAULT_POOLS: tuple[Pool, ...] = (
     Pool(
-        name="interactive",
-        implementation="prefork",
+        name=INTERACTIVE.name,
         concurrency=6,
         prefetch_multiplier=1,
-        acks_late=True,
-        reject_on_worker_lost=True,
         soft_time_limit=10,
         time_limit=15,
         max_tasks_per_child=1000,
         max_memory_per_child_kb=250_000,
-        soft_shutdown_timeout=20,
     ),
     Pool(
-        name="bulk",
-        implementation="prefork",
+        name=BULK.name,
         concurrency=2,
         prefetch_multiplier=4,
-        acks_late=True,
-        reject_on_worker_lost=True,
         soft_time_limit=240,
         time_limit=300,
         max_tasks_per_child=200,
         max_memory_per_child_kb=400_000,
-        soft_shutdown_timeout=20,
         cpu_nice=10,
     ),
     Pool(
-        name="maintenance",
-        implementation="prefork",
+        name=MAINTENANCE.name,
         concurrency=1,
         prefetch_multiplier=1,
-        acks_late=True,
-        reject_on_worker_lost=True,
         soft_time_limit=1500,
         time_limit=1680,
         max_tasks_per_child=50,
         max_memory_per_child_kb=300_000,
-        soft_shutdown_timeout=20,
         cpu_nice=10,
     ),
 )
@@ -154,22 +148,15 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
 _FIELD_TYPES = {f.name: f.type for f in fields(Pool) if f.name not in ("name", "queues")}
 
 
-def _parse(pool: str, key: str, raw: str) -> object:
+def _parse(variable: str, key: str, raw: str) -> object:
     kind = _FIELD_TYPES[key]
-    if kind == "bool":
-        lowered = raw.strip().lower()
-        if lowered in ("1", "true", "yes", "on"):
-            return True
-        if lowered in ("0", "false", "no", "off"):
-            return False
-        raise PoolConfigError(f"{ENV_PREFIX}{pool.upper()}_{key.upper()}={raw!r} is not a boolean")
-    if kind == "int":
-        try:
-            return int(raw)
-        except ValueError:
-            raise PoolConfigError(
-                f"{ENV_PREFIX}{pool.upper()}_{key.upper()}={raw!r} is not an integer"
-            ) from None
+    try:
+        if kind == "bool":
+            return parse_bool(variable, raw)
+        if kind == "int":
+            return parse_int(variable, raw)
+    except ImproperlyConfigured as error:
+        raise PoolConfigError(str(error)) from None
     return raw.strip()
 
 
@@ -193,7 +180,7 @@ def load_pools(environ: Mapping[str, str] | None = None) -> dict[str, Pool]:
             raise PoolConfigError(
                 f"{variable}: unknown setting {key!r}; known: {sorted(_FIELD_TYPES)}"
             )
-        overrides[pool_name][key] = _parse(pool_name, key, raw)
+        overrides[pool_name][key] = _parse(variable, key, raw)
     resolved = {name: dataclasses.replace(pool, **overrides[name]) for name, pool in pools.items()}
     validate_registry(resolved.values())
     return resolved
