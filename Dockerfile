@@ -13,6 +13,10 @@ COPY requirements.txt .
 RUN pip install -r requirements.txt
 
 COPY --chown=app:app . .
+# Static files (the admin, /api/docs) are collected into the image and served by
+# WhiteNoise; settings need no secret or database to collect them.
+ENV STATIC_ROOT=/app/staticfiles
+RUN DEBUG=true VAR_DIR=/tmp/collect python manage.py collectstatic --noinput -v 0 && rm -rf /tmp/collect
 USER app
 
 EXPOSE 8000

@@ -46,8 +46,8 @@ def main() -> int:
                 batch_size=5000)
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE")
-    from weather.pages import PAGE_SIZE
-    from weather.views import DEFAULT_PAGE_SIZE
+    from weather.api.cities import DEFAULT_PAGE_SIZE
+    from weather.web.views import PAGE_SIZE
 
     cities = City.objects.count()
     pages = [

@@ -40,11 +40,11 @@ def main() -> int:
     # measures queueing, so the quota is lifted (bench.refresh_all does the same).
     os.environ.update({"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0"})
     prepare("bench")
+    from celery import current_app as app
     from django.db import connection
     from django_celery_results.models import TaskResult
 
     from routing import LANE_NAMES, Priority
-    from server_config.celery import app
     from tools.harness import WorkerPools, purge_lanes
     from tools.simulator import FaultConfig, start_in_thread
     from weather.dispatch import enqueue_city_fetch

@@ -1,12 +1,20 @@
-"""Reading the live state of the declared queues from the broker itself."""
+"""The one reader of broker state: reachability, queue depth and consumers, with one "broker unavailable" error.
+
+Every surface that asks the broker something (the ops page, `/api/ops/queues`,
+`/metrics`, `/readyz`, `topology --check`, dead letters, the test harness) goes
+through here, so a broker that is away reads the same everywhere: one exception,
+raised within `CONNECT_TIMEOUT_S`, never a hang and never a library's own error.
+"""
 
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
+from celery import current_app
 from kombu.exceptions import KombuError
 
 from .lanes import ALL_QUEUES
@@ -18,6 +26,10 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (KombuError, AMQPError, OSError)
 CONNECT_TIMEOUT_S = 3.0
 
 
+class BrokerUnavailableError(RuntimeError):
+    """The broker could not be reached, or did not accept what was asked of it."""
+
+
 @dataclass(frozen=True)
 class QueueState:
     """What the broker says of one queue."""
@@ -26,6 +38,33 @@ class QueueState:
     exists: bool
     messages: int = 0
     consumers: int = 0
+
+
+@contextlib.contextmanager
+def unavailable_on_broker_errors(doing: str) -> Iterator[None]:
+    """Turn the many ways a broker call fails into BrokerUnavailableError, saying what was being done."""
+    try:
+        yield
+    except BROKER_ERRORS as error:
+        raise BrokerUnavailableError(f"broker unavailable while {doing}: {error}") from error
+
+
+def connect(connection: Any, timeout: float = CONNECT_TIMEOUT_S) -> Any:
+    """Open `connection` with one quick try, so a caller answers "broker away" instead of hanging."""
+    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    return connection
+
+
+@contextlib.contextmanager
+def broker_connection(*, write: bool = False) -> Iterator[Any]:
+    """A connected connection of the current Celery app; BrokerUnavailableError if none can be had."""
+    with unavailable_on_broker_errors("connecting"):
+        pool_connection = current_app.connection_for_write() if write else current_app.connection_for_read()
+    with pool_connection as connection:
+        with unavailable_on_broker_errors("connecting"):
+            connect(connection)
+        with unavailable_on_broker_errors("talking to it"):
+            yield connection
 
 
 def queue_state(connection: Any, name: str) -> QueueState:
@@ -42,10 +81,17 @@ def queue_state(connection: Any, name: str) -> QueueState:
             channel.close()
 
 
-def connect(connection: Any, timeout: float = CONNECT_TIMEOUT_S) -> Any:
-    """Open `connection` with one quick try, so a caller answers "broker away" instead of hanging."""
-    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
-    return connection
+def queue_states(names: Iterable[str] | None = None) -> dict[str, QueueState]:
+    """Depth and consumers of these queues (default: every declared queue), read in one connection."""
+    wanted = [queue.name for queue in ALL_QUEUES] if names is None else list(names)
+    with broker_connection() as connection:
+        return {name: queue_state(connection, name) for name in wanted}
+
+
+def ensure_reachable() -> None:
+    """Return when the broker accepts a connection; raise BrokerUnavailableError otherwise."""
+    with broker_connection():
+        pass
 
 
 def check_arguments(connection: Any) -> list[str]:

@@ -6,11 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 import routing
-from weather import provider
+from weather import provider, schedules
 from workers.pools import current_pool
 
 from .env import env_bool, env_float, env_int, env_list, env_str
@@ -70,15 +69,19 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_celery_results",
     "django_celery_beat",
+    # Listed so /api/docs is rendered with the package's own Swagger UI files, not a CDN's.
+    "ninja",
     "weather",
 ]
 
 MIDDLEWARE = [
-    "weather.middleware.LivenessMiddleware",  # first: probes skip host checks and the HTTPS redirect
+    "weather.ops.middleware.LivenessMiddleware",  # first: probes skip host checks and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
+    # Static files straight after the security headers, before sessions and CSRF do any work.
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads request.GET or request.POST (CSRF does, for POSTs).
     "weather.middleware.CharsetGuardMiddleware",
-    "weather.middleware.JsonApiErrorsMiddleware",
+    "weather.api.middleware.JsonApiErrorsMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -149,7 +152,14 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = VAR_DIR / "static"
+STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+# Served by WhiteNoise in every run mode (gunicorn included): compressed, with
+# content-hashed names cached for a year. `collectstatic` fills STATIC_ROOT first
+# (Dockerfile, scripts/run, the release step, scripts/test).
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
 
 LOGGING = {
     "version": 1,
@@ -188,7 +198,8 @@ if WEATHER_QUOTA_INTERACTIVE_RESERVE >= 1:
     raise ImproperlyConfigured("WEATHER_QUOTA_INTERACTIVE_RESERVE is a share below 1 (e.g. 0.1)")
 # A bulk batch waiting for quota gives up once its refresh run is this old: the
 # next scheduled run will cover its cities anyway.
-WEATHER_REFRESH_DEADLINE_SECONDS = env_int("WEATHER_REFRESH_DEADLINE_SECONDS", 3 * 3600 - 60, minimum=60)
+WEATHER_REFRESH_DEADLINE_SECONDS = env_int("WEATHER_REFRESH_DEADLINE_SECONDS",
+                                           int(schedules.REFRESH_EXPIRES.total_seconds()), minimum=60)
 
 # --- Celery -------------------------------------------------------------------
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("RABBITMQ_URL") or (
@@ -218,7 +229,7 @@ CELERY_TASK_ROUTES = (routing.route_task,)
 CELERY_TASK_CREATE_MISSING_QUEUES = False
 # Celery wants a default queue object to exist; the router decides every message's
 # lane (or raises), so this is never used to route anything.
-CELERY_TASK_DEFAULT_QUEUE = "bulk"
+CELERY_TASK_DEFAULT_QUEUE = routing.BULK.name
 CELERY_TASK_DEFAULT_EXCHANGE = routing.TASK_EXCHANGE.name
 CELERY_TASK_DEFAULT_EXCHANGE_TYPE = routing.TASK_EXCHANGE.type
 CELERY_TASK_DEFAULT_PRIORITY = int(routing.Priority.API)
@@ -273,20 +284,6 @@ if _POOL is not None:
 # rejected into the dead-letter queue instead of crashing workers forever.
 TASK_MAX_CRASHES = env_int("TASK_MAX_CRASHES", 3, minimum=1)
 
-# Beat: schedules live in the database (editable in the admin); this dict seeds it.
-# `expire_seconds`, not `expires`: the DatabaseScheduler silently drops `expires`
-# from entry options (tests/test_beat_schedule.py holds it to that).
+# Beat: schedules live in the database (editable in the admin); weather/schedules.py seeds it.
 CELERY_BEAT_SCHEDULER = "weather.beat:SeedingDatabaseScheduler"
-CELERY_BEAT_SCHEDULE = {
-    "update_weather_data": {
-        "task": "weather.tasks.update_all_weather_data",
-        "schedule": crontab(minute="0", hour="*/3"),
-        # A refresh that could not start within its interval is stale: skip it.
-        "options": {"expire_seconds": 3 * 3600 - 60},
-    },
-    "cleanup_old_data": {
-        "task": "weather.tasks.cleanup_old_weather_data",
-        "schedule": crontab(minute="0", hour="1"),
-        "options": {"expire_seconds": 24 * 3600 - 60},
-    },
-}
+CELERY_BEAT_SCHEDULE = schedules.beat_schedule()

@@ -5,11 +5,15 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+from celery import Celery
+from django.contrib.staticfiles import handlers as staticfiles_handlers
 from django.db import connection
+from kombu import Producer
+from pytest_django.live_server_helper import LiveServer
 
 from tools.harness import Simulator, WorkerPools, purge_lanes, worker_env
 from tools.simulator import SimulatorServer, start_in_thread
-from weather import refresh
+from weather import dispatch, refresh
 
 
 @pytest.fixture(scope="session")
@@ -58,3 +62,47 @@ def pools(django_db_setup, django_db_blocker, simulator_server, tmp_path_factory
 def live(pools: WorkerPools, sim: Simulator, transactional_db) -> WorkerPools:
     """Everything a test with real workers needs: pools, a reset simulator, committed data."""
     return pools
+
+
+@pytest.fixture
+def no_publish(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Fails any request that tries to send a task: bad input must never reach the broker.
+
+    The AssertionError is raised inside the view; dispatch.publishing() only turns broker errors
+    into 503s, and the test client re-raises whatever a view raises, so the test fails with it.
+    """
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError(f"bad input tried to publish: {args!r:.200}")
+
+    monkeypatch.setattr(Celery, "send_task", refuse)
+    monkeypatch.setattr(Producer, "publish", refuse)
+
+
+@pytest.fixture
+def published(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Task ids of the fetches the refresh endpoint publishes, recorded instead of sent."""
+    sent: list[str] = []
+
+    def record(*args: object, task_id: str, **kwargs: object) -> None:
+        sent.append(task_id)
+
+    monkeypatch.setattr(dispatch.fetch_weather_for_city, "apply_async", record)
+    return sent
+
+
+@pytest.fixture(scope="session")
+def live_server() -> Iterator[LiveServer]:
+    """pytest-django's live server, but static files go through the app's own middleware (WhiteNoise).
+
+    Its default handler serves /static/ from the finders, which know no hashed
+    names, and would stand in for what production serves: here nothing does.
+    """
+    real = staticfiles_handlers.StaticFilesHandler
+    staticfiles_handlers.StaticFilesHandler = lambda application: application
+    try:
+        server = LiveServer("localhost")
+    finally:
+        staticfiles_handlers.StaticFilesHandler = real
+    yield server
+    server.stop()

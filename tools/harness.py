@@ -16,8 +16,7 @@ from typing import Any
 
 from routing import ALL_QUEUES
 from routing.bootsteps import declare_topology
-from routing.broker import queue_state
-from server_config.celery import app
+from routing.broker import broker_connection, queue_states
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -69,7 +68,7 @@ class Simulator:
 
 def purge_lanes() -> None:
     """Declare the topology and drop every message in the lanes and the dead-letter queue."""
-    with app.connection_for_write() as conn:
+    with broker_connection(write=True) as conn:
         channel = conn.default_channel
         declare_topology(channel)
         for queue in ALL_QUEUES:
@@ -91,14 +90,12 @@ def run_summary(run_id: int) -> dict | None:
 
 def queue_depth(name: str) -> int:
     """Messages ready in a queue, read from RabbitMQ."""
-    with app.connection_for_read() as connection:
-        return queue_state(connection, name).messages
+    return queue_states([name])[name].messages
 
 
 def queue_consumers(name: str) -> int:
     """Consumers attached to a queue, read from RabbitMQ."""
-    with app.connection_for_read() as connection:
-        return queue_state(connection, name).consumers
+    return queue_states([name])[name].consumers
 
 
 class WorkerPools:

@@ -1,8 +1,11 @@
-"""Admin pages for cities, readings and summaries."""
+"""Admin pages for cities, readings, summaries and API keys."""
 
-from django.contrib import admin
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
 
-from .models import City, DailySummary, WeatherData
+from .apikeys import revoke, set_new_secret
+from .models import ApiKey, City, DailySummary, WeatherData
 
 
 @admin.register(City)
@@ -31,3 +34,29 @@ class DailySummaryAdmin(admin.ModelAdmin):
     list_display = ("city", "day", "min_temperature", "max_temperature", "mean_temperature", "readings_count")
     list_select_related = ("city",)
     raw_id_fields = ("city",)
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(admin.ModelAdmin):
+    """API keys: created here (the key is shown once), revoked here; only a hash is stored."""
+
+    list_display = ("name", "prefix", "rate_limit_per_minute", "created_at", "last_used_at", "revoked_at")
+    list_filter = (("revoked_at", admin.EmptyFieldListFilter),)
+    search_fields = ("name", "prefix")
+    readonly_fields = ("prefix", "created_at", "last_used_at", "revoked_at")
+    actions = ("revoke_keys",)
+
+    def save_model(self, request: HttpRequest, obj: ApiKey, form: object, change: bool) -> None:
+        """A new key gets its secret here and the admin shows it once; it cannot be read again."""
+        if not change:
+            key = set_new_secret(obj)
+            messages.warning(request, f"The API key for {obj.name!r} is {key} - copy it now: it is stored only "
+                                      "as a hash and will not be shown again.")
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Revoke the selected API keys")
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        """Refuse these keys from now on (kept for the record, never deleted)."""
+        for row in queryset:
+            revoke(row)
+        messages.success(request, f"Revoked {queryset.count()} key(s).")

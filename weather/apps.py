@@ -11,4 +11,4 @@ class WeatherConfig(AppConfig):
 
     def ready(self) -> None:
         """Connect the metrics signal handlers in every process (web, workers, beat)."""
-        from . import metrics  # noqa: F401
+        from . import instrumentation  # noqa: F401

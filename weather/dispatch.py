@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
+from typing import Any
 
 from celery import chain, uuid
+from celery.result import AsyncResult
+from celery.states import READY_STATES
 from django.db import IntegrityError, transaction
+from django.db.models import Model
 from django.utils import timezone
 
 from routing import Priority
-from routing.broker import BROKER_ERRORS
+from routing.broker import BrokerUnavailableError, unavailable_on_broker_errors
 
-from .models import PendingFetch
+from .models import DailySummaryRun, PendingFetch
 from .refresh import UnknownCityError
 from .tasks import extract_data, fetch_weather_for_city, load_data, transform_data
 
@@ -25,53 +29,53 @@ REQUEST_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step":
 # redelivery gone): the next request replaces it instead of returning a dead id.
 # Covers the interactive hard limit times the attempts, plus the retry backoff.
 PENDING_FETCH_TTL = timedelta(minutes=2)
+# A day's ETL chain not ended after this is presumed lost: three bulk steps at
+# most at the bulk pool's hard limit each, plus queue wait.
+DAILY_SUMMARY_TTL = timedelta(minutes=30)
 
 
-class BrokerUnavailableError(RuntimeError):
-    """The broker did not accept the message."""
-
-
-@contextmanager
-def publishing() -> Iterator[None]:
-    """Turn the many ways a publish fails while the broker is away into one error."""
-    try:
-        yield
-    except BROKER_ERRORS as error:
-        raise BrokerUnavailableError(f"the task broker did not accept the message: {error}") from error
+def publishing() -> AbstractContextManager[None]:
+    """Turn the many ways a publish fails while the broker is away into BrokerUnavailableError."""
+    return unavailable_on_broker_errors("publishing a task")
 
 
 @dataclass(frozen=True)
 class Enqueued:
-    """A fetch's task id, and whether this call published it or joined one already pending."""
+    """A task id, and whether this call published it or joined one already pending."""
 
     task_id: str
     deduplicated: bool
 
 
-def _claim(city_id: int) -> Enqueued:
-    """Register a new pending fetch for the city, or return the one already there.
+def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bool]) -> Enqueued:
+    """Register new work under a unique key (a city, a day), or return the task id already holding it.
 
-    The unique city column makes this race-free across processes: of two
-    concurrent inserts one fails and reads the winner's row.
+    The unique key makes this race-free across processes: of two concurrent
+    inserts one fails and reads the winner's row. A holder that `is_stale` (lost,
+    or ended) is replaced by a conditional update, so two requests never both win.
     """
     task_id = uuid()
     try:
         with transaction.atomic():
-            pending, created = PendingFetch.objects.get_or_create(city_id=city_id, defaults={"task_id": task_id})
+            held, created = model.objects.get_or_create(**key, defaults={"task_id": task_id})
     except IntegrityError:
-        # Either another request claimed the city first, or the city is gone.
-        pending, created = PendingFetch.objects.filter(city_id=city_id).first(), False
-        if pending is None:
-            raise UnknownCityError(f"city {city_id} does not exist") from None
+        # Another request claimed it first, or what the key names (a city) is gone.
+        held, created = model.objects.filter(**key).first(), False
+        if held is None:
+            raise
     if created:
         return Enqueued(task_id, deduplicated=False)
-    if pending.created_at < timezone.now() - PENDING_FETCH_TTL:
-        replaced = PendingFetch.objects.filter(pk=pending.pk, task_id=pending.task_id).update(
-            task_id=task_id, created_at=timezone.now())
+    if is_stale(held):
+        replaced = model.objects.filter(pk=held.pk, task_id=held.task_id).update(
+            task_id=task_id, **{model.CLAIMED_AT: timezone.now()})
         if replaced:
             return Enqueued(task_id, deduplicated=False)
-        pending.refresh_from_db()
-    return Enqueued(pending.task_id, deduplicated=True)
+        held.refresh_from_db()
+    return Enqueued(held.task_id, deduplicated=True)
+
+
+def _fetch_is_stale(pending: PendingFetch) -> bool:
+    return pending.created_at < timezone.now() - PENDING_FETCH_TTL
 
 
 def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enqueued:
@@ -81,7 +85,10 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
     is published (Celery's `delay_on_commit` returns nothing); the message goes
     out when the surrounding transaction commits, and not at all if it rolls back.
     """
-    enqueued = _claim(city_id)
+    try:
+        enqueued = _claim(PendingFetch, {"city_id": city_id}, _fetch_is_stale)
+    except IntegrityError:
+        raise UnknownCityError(f"city {city_id} does not exist") from None
     if enqueued.deduplicated:
         return enqueued
 
@@ -101,9 +108,33 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
     return enqueued
 
 
-def enqueue_daily_summary(day: str | None) -> str:
-    """Start extract -> transform -> load for a UTC day; returns the id of the last step."""
-    workflow = chain(extract_data.s(day), transform_data.s(), load_data.s())
-    with publishing():
-        result = workflow.apply_async(retry=True, retry_policy=REQUEST_PUBLISH_RETRY)
-    return result.id
+def _summary_is_stale(run: DailySummaryRun) -> bool:
+    """The day's chain has ended (its last step is ready) or is presumed lost."""
+    if run.started_at < timezone.now() - DAILY_SUMMARY_TTL:
+        return True
+    return AsyncResult(run.task_id).state in READY_STATES
+
+
+def enqueue_daily_summary(day: date) -> Enqueued:
+    """Start extract -> transform -> load for a UTC day, or join the chain already running for it.
+
+    Returns the id of the chain's last step, whose result is the chain's outcome;
+    the chain is published when the surrounding transaction commits.
+    """
+    enqueued = _claim(DailySummaryRun, {"day": day}, _summary_is_stale)
+    if enqueued.deduplicated:
+        return enqueued
+    workflow = chain(extract_data.s(day.isoformat()), transform_data.s(),
+                     load_data.s().set(task_id=enqueued.task_id))
+
+    def publish() -> None:
+        try:
+            with publishing():
+                workflow.apply_async(retry=True, retry_policy=REQUEST_PUBLISH_RETRY)
+        except BrokerUnavailableError:
+            # Nothing was queued: the day must not stay claimed by a chain that does not exist.
+            DailySummaryRun.objects.filter(task_id=enqueued.task_id).delete()
+            raise
+
+    transaction.on_commit(publish, robust=False)
+    return enqueued

@@ -1,9 +1,9 @@
-"""Prometheus metrics fed by Celery signals in publishers and workers, exposed by /metrics.
+"""Task metrics fed by Celery signals in every process (publishers and workers); /metrics exposes them.
 
 Worker processes and the web process share counters and histograms through
 prometheus-client's multiprocess mode when PROMETHEUS_MULTIPROC_DIR names a
 directory they all see (scripts/run and the tests set it; in docker-compose a
-shared volume). Queue depth and consumers are read from the broker at scrape time.
+shared volume). `weather.ops.metrics` renders them with the broker's queue gauges.
 """
 
 from __future__ import annotations
@@ -12,17 +12,11 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
 from celery import signals
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest, multiprocess, values
-from prometheus_client.core import GaugeMetricFamily
-from prometheus_client.registry import Collector
-
-from routing import LANES
-from routing.broker import connect, queue_state
+from prometheus_client import Counter, Histogram, values
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Each process writes files named by its process id. Containers sharing one
@@ -78,37 +72,5 @@ def observe_run(task_id: str | None = None, task: Any = None, state: str | None 
     TASKS.labels(lane, task.name, state or "UNKNOWN").inc()
 
 
-class BrokerCollector(Collector):
-    """Queue depth and consumers per lane, asked of the broker at scrape time."""
-
-    def collect(self) -> Iterator[GaugeMetricFamily]:
-        from server_config.celery import app
-
-        depth = GaugeMetricFamily("f_brain_queue_depth", "Messages ready in a lane's queue", labels=["lane"])
-        consumers = GaugeMetricFamily("f_brain_queue_consumers", "Consumers of a lane's queue", labels=["lane"])
-        up = GaugeMetricFamily("f_brain_broker_up", "Whether the broker answered this scrape")
-        try:
-            with app.connection_for_read() as connection:
-                connect(connection)
-                for lane in LANES:
-                    state = queue_state(connection, lane.name)
-                    depth.add_metric([lane.name], state.messages)
-                    consumers.add_metric([lane.name], state.consumers)
-            up.add_metric([], 1)
-        except Exception:
-            up.add_metric([], 0)
-        yield from (depth, consumers, up)
-
-
-def render() -> bytes:
-    """The exposition text for /metrics."""
-    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
-        registry = CollectorRegistry()
-        multiprocess.MultiProcessCollector(registry)
-    else:
-        registry = CollectorRegistry()
-        for collector in (TASKS, QUEUE_WAIT, RUNTIME):
-            registry.register(collector)
-    registry.register(BrokerCollector())
-    return generate_latest(registry)
-
+# The metrics of this module, for a registry outside multiprocess mode.
+TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME)

@@ -1,4 +1,4 @@
-"""Request hygiene: a declared charset never garbles or crashes a request, and /api/ errors are JSON."""
+"""Request hygiene for every surface: a declared charset never garbles or crashes a request."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import codecs
 import json
 from collections.abc import Callable, Iterable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
 
 API_PREFIX = "/api/"
 # Charsets that decode an ASCII query string to itself. Query strings are
@@ -57,23 +57,6 @@ class CharsetGuardApp:
         return self.app(environ, start_response)
 
 
-class LivenessMiddleware:
-    """Answer GET /healthz before host validation and the HTTPS redirect.
-
-    Liveness only means "this process serves requests": a container or platform
-    probe over plain HTTP with whatever Host header must get a 200, or a healthy
-    web process would be restarted for a redirect or an ALLOWED_HOSTS mismatch.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
-            return JsonResponse({"status": "ok"})
-        return self.get_response(request)
-
-
 class CharsetGuardMiddleware:
     """Refuse, with 415, a request whose declared charset would garble its query string (UTF-16):
     Django decodes ?day= with it and the parameter silently vanishes."""
@@ -87,26 +70,3 @@ class CharsetGuardMiddleware:
             status, content_type, body = _refusal(request.path, charset)
             return HttpResponse(body, status=status, content_type=content_type)
         return self.get_response(request)
-
-
-class JsonApiErrorsMiddleware:
-    """Give /api/ clients a JSON body for Django's own 4xx pages (no route, wrong method, bad Host...)."""
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        response = self.get_response(request)
-        if (not request.path.startswith(API_PREFIX) or not 400 <= response.status_code < 500
-                or response.get("Content-Type", "").startswith("application/json")):
-            return response
-        if response.status_code == 404:
-            message = f"no such endpoint: {request.path[:200]}"
-        elif response.status_code == 405:
-            message = f"method {request.method[:20]} not allowed; use {response.get('Allow', '')}"
-        else:
-            message = response.reason_phrase.lower()
-        converted = JsonResponse({"error": message}, status=response.status_code)
-        if "Allow" in response:
-            converted["Allow"] = response["Allow"]
-        return converted

@@ -199,6 +199,9 @@ class PendingFetch(models.Model):
     task_id = models.CharField(max_length=64, unique=True)
     created_at = models.DateTimeField(default=timezone.now)
 
+    # The field a replaced (stale) claim restamps.
+    CLAIMED_AT = "created_at"
+
     def __str__(self) -> str:
         return f"fetch of {self.city_id} as {self.task_id}"
 
@@ -231,3 +234,42 @@ class TaskAttempt(models.Model):
 
     def __str__(self) -> str:
         return f"{self.task_name}[{self.task_id}] started {self.starts} times"
+
+
+class ApiKey(models.Model):
+    """A client's key to the API's protected operations; only its hash is stored, shown once when created."""
+
+    name = models.CharField(max_length=100, help_text="who or what uses this key")
+    # The first characters of the key, stored plain, so a request finds its row by an index.
+    prefix = models.CharField(max_length=12, unique=True, editable=False)
+    hashed_key = models.CharField(max_length=64, editable=False)
+    rate_limit_per_minute = models.PositiveIntegerField(default=10)
+    created_at = models.DateTimeField(default=timezone.now, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        state = "revoked" if self.revoked_at else "active"
+        return f"{self.name} ({self.prefix}..., {state})"
+
+
+class DailySummaryRun(models.Model):
+    """The one running ETL chain of a day; a second start while it runs gets its task id."""
+
+    day = models.DateField(unique=True)
+    # The id of the chain's last step: its result says whether the chain has ended.
+    task_id = models.CharField(max_length=64, unique=True)
+    started_at = models.DateTimeField(default=timezone.now)
+
+    # The field a replaced (stale) claim restamps.
+    CLAIMED_AT = "started_at"
+
+    class Meta:
+        ordering = ["-started_at"]
+
+    def __str__(self) -> str:
+        return f"daily summary of {self.day} as {self.task_id}"

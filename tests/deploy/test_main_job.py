@@ -7,6 +7,7 @@ pools the other tests start cannot stand in for the ones `scripts/run` started.
 import contextlib
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -117,6 +118,15 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(vhost, tmp_p
         assert done["state"] == "SUCCESS", done
         assert _get(f"{base}/api/cities/{city_id}")[1]["latest"]["temperature"] == done["result"]["temperature"]
         assert "beat: Starting..." in (tmp_path / "run.log").read_text()
+        # The simulator is the tools' one, and gunicorn serves the admin's stylesheet (WhiteNoise).
+        assert "weather simulator serving" in (tmp_path / "var" / "simulator.log").read_text()
+        with urllib.request.urlopen(f"{base}/admin/login/", timeout=5) as response:
+            login = response.read().decode()
+        stylesheet = re.search(r'href="(/static/admin/css/base(?:\.[0-9a-f]+)?\.css)"', login)
+        assert stylesheet, "the admin's stylesheet is not linked"
+        with urllib.request.urlopen(base + stylesheet.group(1), timeout=5) as response:
+            assert response.status == 200
+            assert response.headers["Content-Type"].startswith("text/css")
     finally:
         tree = _descendants(process.pid)
         # Ctrl+C in a terminal: the foreground group gets the signal; honcho stops the rest.

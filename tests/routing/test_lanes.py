@@ -6,19 +6,18 @@ import time
 from io import StringIO
 
 import pytest
+from celery import current_app as app
 from django.core.management import CommandError, call_command
 from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, Priority
-from server_config.celery import app
+from tests.conftest import POOL_SLOTS
+from tests.factories import make_cities, make_city
 from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import cleanup_old_weather_data, extract_data, refresh_weather_batch, update_all_weather_data
 from workers.pools import load_pools
-
-from .conftest import POOL_SLOTS
-from .factories import make_cities, make_city
 
 pytestmark = pytest.mark.integration
 

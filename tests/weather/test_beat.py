@@ -5,12 +5,12 @@ import sys
 from datetime import datetime, timedelta
 
 import pytest
+from celery import current_app as app
 from celery.utils.imports import symbol_by_name
 from django.conf import settings
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
-from server_config.celery import app
 from tools.harness import ROOT, purge_lanes, queue_depth, wait_for
 
 pytestmark = pytest.mark.django_db(transaction=True)

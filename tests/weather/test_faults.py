@@ -11,19 +11,19 @@ from io import StringIO
 from pathlib import Path
 
 import pytest
+from celery import current_app as app
 from django.core.management import call_command
 from django.db import connection
 from django.db.models import Count, Sum
 from django.test import Client
 
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES, Priority
-from server_config.celery import app
+from tests.factories import make_cities, make_city
 from tools.harness import purge_lanes, queue_consumers, queue_depth, run_summary, wait_for
+from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
-
-from .factories import make_cities, make_city
 
 pytestmark = pytest.mark.integration
 
@@ -130,10 +130,11 @@ def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile
     run = _start_refresh(1000, faults)
     person = make_city()
     client = Client()
+    _, key = issue_key("fault test")
     requests = {
         "API refresh": lambda: client.post(f"/api/cities/{person.pk}/refresh"),
         "dashboard refresh": lambda: client.post(f"/cities/{person.pk}/refresh"),
-        "daily summary": lambda: client.post("/api/etl/daily-summary"),
+        "daily summary": lambda: client.post("/api/etl/daily-summary", headers={"X-API-Key": key}),
     }
     _rabbitmq("stop_app")  # the node stays up; the broker and its port go away, as in a restart
     answers = {}

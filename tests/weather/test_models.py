@@ -6,9 +6,8 @@ import pytest
 from django.core.exceptions import ValidationError
 from django.db import IntegrityError, transaction
 
+from tests.factories import make_city
 from weather.models import City, WeatherData
-
-from .factories import make_city
 
 pytestmark = pytest.mark.django_db
 

@@ -9,12 +9,11 @@ from django.conf import settings
 from django.core.management import call_command
 
 from routing import Priority
+from tests.factories import make_cities, make_city
 from tools.harness import purge_lanes, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
-
-from .factories import make_cities, make_city
 
 pytestmark = pytest.mark.integration
 

@@ -8,10 +8,9 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
+from tests.factories import make_city
 from weather import retention
 from weather.models import QuotaGrant, WeatherData
-
-from .factories import make_city
 
 pytestmark = pytest.mark.django_db
 

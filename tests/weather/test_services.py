@@ -5,6 +5,7 @@ from datetime import UTC, datetime
 
 import pytest
 
+from tests.factories import make_city
 from weather.models import WeatherData
 from weather.services import (
     InvalidReadingError,
@@ -16,8 +17,6 @@ from weather.services import (
     parse_location,
 )
 from weather.storage import upsert_readings
-
-from .factories import make_city
 
 PARIS = Location(48.8566, 2.3522)
 OSLO = Location(59.9139, 10.7522)

@@ -9,11 +9,11 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE
+from tests.factories import make_cities, make_city
 from tools.harness import queue_depth, wait_for
+from weather.apikeys import issue_key
 from weather.models import DailySummary, TaskAttempt, WeatherData
 from weather.tasks import cleanup_old_weather_data, fetch_weather_for_city, update_all_weather_data
-
-from .factories import make_cities, make_city
 
 pytestmark = pytest.mark.integration
 
@@ -167,11 +167,15 @@ def test_etl_chain_writes_the_daily_summary(live):
     for hours, temperature in ((0, 10.0), (1, 14.0), (2, 12.0)):
         WeatherData.objects.create(city=city, temperature=temperature, humidity=50, pressure=1000,
                                    observed_at=now + timedelta(hours=hours))
-    client = Client()
-    response = client.post(f"/api/etl/daily-summary?day={now.date().isoformat()}")
+    client = Client(headers={"X-API-Key": issue_key("etl test")[1]})
+    url = f"/api/etl/daily-summary?day={now.date().isoformat()}"
+    response = client.post(url)
     assert response.status_code == 202
     body = wait_for(lambda: (b := client.get(response.json()["status_url"]).json())["state"] == "SUCCESS" and b,
                     timeout=30, what="chain to finish")
+    # The day's chain has ended (its last step's result says so): a new start runs a new chain.
+    again = client.post(url).json()
+    assert (again["deduplicated"], again["task_id"] != response.json()["task_id"]) == (False, True)
     assert body["result"] == {"day": now.date().isoformat(), "cities": 1}
     summary = DailySummary.objects.get(city=city)
     assert (summary.min_temperature, summary.max_temperature, summary.mean_temperature,

@@ -13,9 +13,8 @@ from amqp import Message
 from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES, TASK_EXCHANGE
-from server_config.celery import app
-
-from .models import RefreshBatch, TaskAttempt
+from routing.broker import broker_connection
+from weather.models import RefreshBatch, TaskAttempt
 
 
 @dataclass(frozen=True)
@@ -76,7 +75,7 @@ def describe(message: Any) -> DeadLetter:
 @contextmanager
 def held_messages(limit: int | None = None) -> Iterator[tuple[Any, list[Any]]]:
     """Take messages off the dead-letter queue unacknowledged; whatever is not acked goes back."""
-    with app.connection_for_write() as connection:
+    with broker_connection(write=True) as connection:
         channel = connection.channel()
         messages: list[Any] = []
         try:
@@ -126,5 +125,5 @@ def replay(task_ids: set[str] | None = None) -> list[DeadLetter]:
 
 def purge() -> int:
     """Drop every dead message; returns how many."""
-    with app.connection_for_write() as connection:
+    with broker_connection(write=True) as connection:
         return connection.default_channel.queue_purge(DEAD_LETTER_QUEUE.name) or 0

@@ -11,16 +11,11 @@ from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, LANES, TASK_LANES
-from routing.broker import BROKER_ERRORS, connect, queue_state
-from server_config.celery import app
+from routing.broker import queue_states
 from workers.pools import load_pools
 
 RECENT = timedelta(hours=1)
 RECENT_ROWS = 500
-
-
-class BrokerUnreachableError(RuntimeError):
-    """The broker could not be asked for queue depths and consumers."""
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -66,15 +61,13 @@ def _schedules() -> list[dict]:
 
 
 def lanes_status() -> dict:
-    """Everything /ops/ shows, read from the broker, the registry and the result backend."""
+    """Everything /ops/ shows, read from the broker, the registry and the result backend.
+
+    Raises BrokerUnavailableError when the broker cannot be asked.
+    """
     pools = load_pools()
-    try:
-        with app.connection_for_read() as connection:
-            connect(connection)
-            states = {lane.name: queue_state(connection, lane.name) for lane in LANES}
-            dead = queue_state(connection, DEAD_LETTER_QUEUE.name)
-    except BROKER_ERRORS as error:
-        raise BrokerUnreachableError(f"broker unreachable: {error}") from error
+    states = queue_states()
+    dead = states[DEAD_LETTER_QUEUE.name]
     lanes = []
     for lane in LANES:
         state = states[lane.name]

@@ -1,11 +1,10 @@
-"""HTML pages: the dashboard for everyone, the operator's view for staff."""
+"""The dashboard: cities with their latest reading and sparkline, and the Refresh button's endpoint."""
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
 
-from django.contrib.admin.views.decorators import staff_member_required
 from django.core.paginator import Paginator
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
@@ -13,13 +12,20 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from routing import Priority
+from weather.dispatch import PENDING_FETCH_TTL
+from weather.http import (
+    ProblemError,
+    accepted,
+    positive_int,
+    problem_response,
+    request_refresh,
+    search_term,
+    unknown_city,
+)
+from weather.listing import matching, page_with_latest
+from weather.models import WeatherData
 
 from .charts import sparkline_points
-from .dispatch import PENDING_FETCH_TTL
-from .listing import matching, page_with_latest
-from .models import WeatherData
-from .ops import BrokerUnreachableError, lanes_status
-from .views import enqueue_refresh, error_response, search_term
 
 PAGE_SIZE = 25
 HISTORY = timedelta(hours=48)
@@ -28,7 +34,7 @@ HISTORY = timedelta(hours=48)
 @require_safe
 def dashboard(request: HttpRequest) -> HttpResponse:
     """Cities with their latest reading and a temperature sparkline; searchable, paginated."""
-    query = search_term(request)
+    query = search_term(request.GET.get("q", ""))
     cities = matching(query).order_by("-population", "name", "pk")
     page = page_with_latest(Paginator(cities, PAGE_SIZE), request.GET.get("page"), lenient=True)
     ids = [city.pk for city in page.object_list]
@@ -49,26 +55,11 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @require_POST
 def dashboard_refresh(request: HttpRequest, city_id: str) -> JsonResponse:
     """The dashboard's Refresh button: a person's click, CSRF-checked, at the highest priority."""
-    return enqueue_refresh(request, city_id, Priority.CLICK)
-
-
-@staff_member_required
-@require_safe
-def ops(request: HttpRequest) -> HttpResponse:
-    """Lanes, pools, outcomes, schedules and dead letters at a glance."""
     try:
-        status = lanes_status()
-    except BrokerUnreachableError as error:
-        return render(request, "weather/ops.html", {"error": str(error)}, status=503)
-    return render(request, "weather/ops.html", {"status": status})
-
-
-@require_safe
-def ops_queues_json(request: HttpRequest) -> JsonResponse:
-    """The operator's view as JSON (GET /api/ops/queues); staff only, refused in JSON otherwise."""
-    if not (request.user.is_active and request.user.is_staff):
-        return error_response(403, "staff only: sign in through /admin/ first")
-    try:
-        return JsonResponse(lanes_status())
-    except BrokerUnreachableError as error:
-        return error_response(503, str(error))
+        pk = positive_int(city_id)
+        if pk is None:
+            raise unknown_city(city_id)
+        enqueued = request_refresh(request, pk, Priority.CLICK)
+    except ProblemError as problem:
+        return problem_response(problem)
+    return JsonResponse(accepted(enqueued, city_id=pk), status=202)

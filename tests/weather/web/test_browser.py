@@ -9,9 +9,8 @@ import pytest
 from django.contrib.auth.models import User
 from django.db import connections
 
+from tests.factories import make_city
 from tools.harness import ROOT
-
-from .factories import make_city
 
 pytestmark = pytest.mark.integration
 
@@ -97,3 +96,14 @@ def test_dashboard_refresh_and_operations_in_a_real_browser(live, sim, live_serv
     for i in range(lanes.count()):
         assert int(lanes.nth(i).locator(".consumers").inner_text()) >= 1
     page.screenshot(path=str(ARTIFACTS / "ops.png"), full_page=True)
+
+    # The admin (where schedules are edited) and the API docs render styled, offline:
+    # each page's own stylesheet arrived and holds rules.
+    for path, sheet, ready in (("/admin/", "admin/css/base", "#site-name"),
+                               ("/api/docs", "ninja/swagger-ui", ".swagger-ui .info .title")):
+        page.goto(f"{live_server.url}{path}")
+        page.locator(ready).wait_for()
+        sheets = page.evaluate(
+            "() => [...document.styleSheets].filter(s => s.href).map(s => ({href: s.href, rules: s.cssRules.length}))")
+        assert any(sheet in s["href"] and s["rules"] > 0 for s in sheets), (path, sheets)
+        page.screenshot(path=str(ARTIFACTS / f"{path.strip('/').replace('/', '-')}.png"), full_page=True)

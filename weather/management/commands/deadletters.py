@@ -6,8 +6,8 @@ import json
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from routing.broker import BROKER_ERRORS
-from weather import deadletters
+from routing.broker import BrokerUnavailableError
+from weather.ops import deadletters
 
 
 class Command(BaseCommand):
@@ -29,8 +29,8 @@ class Command(BaseCommand):
     def handle(self, *args: object, **options: object) -> None:
         try:
             getattr(self, f"_{options['action']}")(options)
-        except BROKER_ERRORS as error:
-            raise CommandError(f"broker unreachable: {error}") from error
+        except BrokerUnavailableError as error:
+            raise CommandError(str(error)) from error
 
     def _list(self, options: dict) -> None:
         letters = deadletters.list_dead_letters(options["limit"])

@@ -7,7 +7,8 @@ import time
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
-from weather.dispatch import BrokerUnavailableError, publishing
+from routing.broker import BrokerUnavailableError
+from weather.dispatch import publishing
 from weather.models import RefreshRun
 from weather.tasks import update_all_weather_data
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing import ALL_QUEUES, DEAD_LETTER_EXCHANGE, LANE_QUEUES, TASK_EXCHANGE, TASK_LANES
-from routing.broker import BROKER_ERRORS, check_arguments, connect, queue_state
-from server_config.celery import app
+from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, queue_state
 from workers.pools import load_pools
 
 
@@ -45,8 +44,7 @@ class Command(BaseCommand):
     def _check(self) -> None:
         problems: list[str] = []
         try:
-            with app.connection_for_read() as connection:
-                connect(connection)
+            with broker_connection() as connection:
                 states = {q.name: queue_state(connection, q.name) for q in ALL_QUEUES}
                 problems += [f"queue {name!r} does not exist" for name, state in states.items() if not state.exists]
                 if not problems:
@@ -56,8 +54,8 @@ class Command(BaseCommand):
                     for queue in LANE_QUEUES
                     if states[queue.name].exists and states[queue.name].consumers < 1
                 ]
-        except BROKER_ERRORS as error:
-            raise CommandError(f"broker unreachable: {error}") from error
+        except BrokerUnavailableError as error:
+            raise CommandError(str(error)) from error
         self.stdout.write("Broker")
         for state in states.values():
             self.stdout.write(f"  {state.name:<12} exists={state.exists} messages={state.messages} "

@@ -1,0 +1,103 @@
+"""Deployment files agree with the registry: Procfile, docker-compose and .env.example."""
+
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tools.harness import ROOT
+from workers.pools import load_pools
+
+
+def _procfile() -> dict[str, str]:
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            entries[name.strip()] = command.strip()
+    return entries
+
+
+
+def test_procfile_matches_the_registry():
+    entries = _procfile()
+    pools = load_pools({})
+    workers = {name: cmd for name, cmd in entries.items() if "workers run" in cmd}
+    assert workers == {name: f"python -m workers run {name}" for name in pools}
+    beats = [name for name, cmd in entries.items() if "beat" in cmd]
+    assert beats == ["beat"]
+    assert entries["beat"] == "python -m workers beat"
+    assert {"web", "release"} <= set(entries)
+
+
+
+def _compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+
+def test_compose_services_match_the_registry():
+    services = _compose()["services"]
+    pools = load_pools({})
+    workers = {name: svc for name, svc in services.items() if name.startswith("worker-")}
+    assert set(workers) == {f"worker-{name}" for name in pools}
+    for name in pools:
+        service = workers[f"worker-{name}"]
+        assert service["command"] == ["python", "-m", "workers", "run", name]
+        assert service["environment"]["POOL_NAME"] == name
+        # container_name or fixed host ports would make `--scale` impossible.
+        assert "container_name" not in service
+        assert "ports" not in service
+    beats = [name for name, svc in services.items() if "beat" in svc.get("command", [])]
+    assert beats == ["beat"]
+    assert services["flower"]["profiles"] == ["monitoring"]
+    assert "basic-auth" in " ".join(services["flower"]["command"])
+    images = {svc.get("image") for name, svc in services.items() if name not in ("db", "rabbitmq")}
+    assert images == {"f-brain:latest"}
+
+
+
+def test_every_setting_read_from_the_environment_is_in_env_example():
+    read = set()
+    for path in [*(ROOT / "server_config").rglob("*.py"), *(ROOT / "weather").rglob("*.py")]:
+        read |= set(re.findall(r'env_(?:str|bool|int|float|list)\("([A-Z0-9_]+)"', path.read_text()))
+    listed = set(re.findall(r"^#? ?([A-Z0-9_]+)=", (ROOT / ".env.example").read_text(), flags=re.MULTILINE))
+    assert "SECRET_KEY" in read
+    assert read <= listed, f"missing from .env.example: {sorted(read - listed)}"
+
+
+
+def test_compose_broker_credentials_are_not_guest():
+    text = (ROOT / "docker-compose.yml").read_text()
+    assert "guest" not in text
+    assert "RABBITMQ_DEFAULT_USER" in text
+
+
+
+def _compose_config(project: Path, env_text: str) -> subprocess.CompletedProcess:
+    """`docker-compose config` as a user runs it: the compose file beside its .env."""
+    shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
+    (project / ".env").write_text(env_text)
+    # A bare environment, so only the .env file (not this shell's variables) feeds it.
+    return subprocess.run(["docker-compose", "config"], cwd=project, capture_output=True, text=True,
+                          env={"PATH": "/usr/bin:/bin"})
+
+
+
+@pytest.mark.skipif(shutil.which("docker-compose") is None and not os.environ.get("CI"),
+                    reason="docker-compose is installed by .ci/run (required there)")
+def test_compose_file_validates_with_a_real_parser(tmp_path):
+    example = (ROOT / ".env.example").read_text()
+    ok = _compose_config(tmp_path, example + "WORKER_BULK_CONCURRENCY=4\n")
+    assert ok.returncode == 0, ok.stderr
+    rendered = yaml.safe_load(ok.stdout)["services"]
+    # .env reaches every Python service: a pool override set there is what the pool sees.
+    assert rendered["worker-bulk"]["environment"]["WORKER_BULK_CONCURRENCY"] == "4"
+    assert rendered["worker-bulk"]["environment"]["POSTGRES_HOST"] == "db"
+    refused = _compose_config(tmp_path, "")
+    assert refused.returncode != 0
+    assert "set POSTGRES_PASSWORD" in refused.stderr or "set SECRET_KEY" in refused.stderr

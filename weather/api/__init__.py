@@ -1,0 +1,1 @@
+"""The JSON API: typed endpoints under /api/ with a published OpenAPI schema."""

@@ -1,0 +1,1 @@
+"""Operator surfaces: the ops page, health and readiness, metrics, dead letters."""

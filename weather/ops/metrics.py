@@ -1,0 +1,58 @@
+"""/metrics: the task metrics of every process, and each lane's depth and consumers asked of the broker."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.utils.crypto import constant_time_compare
+from django.views.decorators.http import require_safe
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest, multiprocess
+from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+from routing import LANE_NAMES
+from routing.broker import BrokerUnavailableError, queue_states
+from weather.instrumentation import TASK_METRICS
+
+
+class BrokerCollector(Collector):
+    """Queue depth and consumers per lane, asked of the broker at scrape time."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        depth = GaugeMetricFamily("f_brain_queue_depth", "Messages ready in a lane's queue", labels=["lane"])
+        consumers = GaugeMetricFamily("f_brain_queue_consumers", "Consumers of a lane's queue", labels=["lane"])
+        up = GaugeMetricFamily("f_brain_broker_up", "Whether the broker answered this scrape")
+        try:
+            states = queue_states(LANE_NAMES)
+        except BrokerUnavailableError:
+            up.add_metric([], 0)
+        else:
+            for lane, state in states.items():
+                depth.add_metric([lane], state.messages)
+                consumers.add_metric([lane], state.consumers)
+            up.add_metric([], 1)
+        yield from (depth, consumers, up)
+
+
+def render() -> bytes:
+    """The exposition text for /metrics."""
+    registry = CollectorRegistry()
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        multiprocess.MultiProcessCollector(registry)
+    else:
+        for collector in TASK_METRICS:
+            registry.register(collector)
+    registry.register(BrokerCollector())
+    return generate_latest(registry)
+
+
+@require_safe
+def metrics_view(request: HttpRequest) -> HttpResponse:
+    """Prometheus exposition; a bearer token is required when METRICS_TOKEN is set."""
+    token = settings.METRICS_TOKEN
+    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+        return JsonResponse({"error": "metrics need the bearer token"}, status=401)
+    return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

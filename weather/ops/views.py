@@ -1,0 +1,23 @@
+"""The operator's page (staff): lanes, pools, outcomes, schedules and dead letters at a glance."""
+
+from __future__ import annotations
+
+from django.contrib.admin.views.decorators import staff_member_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_safe
+
+from routing.broker import BrokerUnavailableError
+
+from .status import lanes_status
+
+
+@staff_member_required
+@require_safe
+def ops(request: HttpRequest) -> HttpResponse:
+    """Lanes, pools, outcomes, schedules and dead letters at a glance; 503 naming the broker when it is away."""
+    try:
+        status = lanes_status()
+    except BrokerUnavailableError as error:
+        return render(request, "weather/ops.html", {"error": str(error)}, status=503)
+    return render(request, "weather/ops.html", {"status": status})

@@ -1,0 +1,1 @@
+"""The dashboard: pages for people, charts and the Refresh button."""
