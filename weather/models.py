@@ -273,3 +273,29 @@ class DailySummaryRun(models.Model):
 
     def __str__(self) -> str:
         return f"daily summary of {self.day} as {self.task_id}"
+
+
+class BeatLease(models.Model):
+    """The right to send periodic tasks: held by one beat at a time, renewed at each of its ticks."""
+
+    name = models.CharField(max_length=32, unique=True)
+    holder = models.CharField(max_length=200, blank=True)
+    # Stamped by the database's clock, so beats on hosts whose clocks disagree share one timeline.
+    renewed_at = models.DateTimeField(null=True, blank=True)
+
+    def __str__(self) -> str:
+        return f"{self.name} lease held by {self.holder or 'nobody'}"
+
+
+class BeatHeartbeat(models.Model):
+    """The last tick of each beat process, leader or standby: who is alive, and who leads."""
+
+    instance = models.CharField(max_length=200, unique=True)
+    beat_at = models.DateTimeField()
+    leading = models.BooleanField(default=False)
+
+    class Meta:
+        ordering = ["-beat_at"]
+
+    def __str__(self) -> str:
+        return f"{self.instance} ({'leader' if self.leading else 'standby'}) at {self.beat_at:%H:%M:%S}"

@@ -79,7 +79,9 @@ def test_a_real_beat_sends_each_entry_to_its_lane_with_an_expiry(live, tmp_path)
             try:
                 def sent() -> bool:
                     assert beat.poll() is None, log_path.read_text()[-2000:]
-                    return queue_depth("maintenance") >= 1
+                    # Sent, and its run recorded at once (beat writes each send's last run right away).
+                    return queue_depth("maintenance") >= 1 and PeriodicTask.objects.filter(
+                        name="cleanup soon", total_run_count__gte=1).exists()
 
                 wait_for(sent, timeout=60, what="beat to send the entry")
             finally:
