@@ -9,6 +9,8 @@ raised within `CONNECT_TIMEOUT_S`, never a hang and never a library's own error.
 from __future__ import annotations
 
 import contextlib
+import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -30,14 +32,23 @@ class BrokerUnavailableError(RuntimeError):
     """The broker could not be reached, or did not accept what was asked of it."""
 
 
+class BrokerBlockedError(BrokerUnavailableError):
+    """The broker is up but blocks publishers (RabbitMQ's memory or disk alarm): safe to tell a client."""
+
+
 @dataclass(frozen=True)
 class QueueState:
-    """What the broker says of one queue."""
+    """What the broker says of one queue; `consumers` is None where the transport cannot tell."""
 
     name: str
     exists: bool
     messages: int = 0
-    consumers: int = 0
+    consumers: int | None = 0
+
+
+def reports_consumers() -> bool:
+    """Whether the configured transport counts consumers (RabbitMQ does; kombu's filesystem fallback does not)."""
+    return current_app.connection_for_read().transport.driver_type == "amqp"
 
 
 @contextlib.contextmanager
@@ -72,7 +83,7 @@ def queue_state(connection: Any, name: str) -> QueueState:
     channel = connection.channel()
     try:
         _, messages, consumers = channel.queue_declare(queue=name, passive=True)
-        return QueueState(name, True, messages, consumers)
+        return QueueState(name, True, messages, consumers if connection.transport.driver_type == "amqp" else None)
     except NotFound:
         return QueueState(name, False)
     finally:
@@ -113,3 +124,87 @@ def check_arguments(connection: Any) -> list[str]:
             with contextlib.suppress(Exception):
                 channel.close()
     return problems
+
+
+# Where the alarm probe publishes: the default exchange drops a message no queue is named for.
+ALARM_PROBE_ROUTING_KEY = "f_brain.alarm-probe"
+# How long the probe waits for the broker's confirm; a broker that is not blocking answers in milliseconds.
+ALARM_PROBE_TIMEOUT_S = 0.5
+# A process that learned the broker blocks publishers asks again at most this often.
+BLOCKED_RECHECK_S = 1.0
+BLOCKED_REASON = "RabbitMQ is blocking publishers (a memory or disk alarm)"
+
+
+class _FlowControl:
+    """What this process last learned of RabbitMQ's flow control (connection.blocked / unblocked)."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.blocked = False
+        self.checked_at = 0.0
+
+
+FLOW = _FlowControl()
+
+
+def note_blocked(reason: str = BLOCKED_REASON) -> None:
+    """connection.blocked arrived on one of this process's connections (a transport-option callback)."""
+    FLOW.blocked = True
+    FLOW.checked_at = time.monotonic()
+
+
+def note_unblocked() -> None:
+    """connection.unblocked arrived (a transport-option callback)."""
+    FLOW.blocked = False
+
+
+def resource_alarm(timeout: float = ALARM_PROBE_TIMEOUT_S) -> str | None:
+    """Why RabbitMQ blocks publishers (a memory or disk alarm), or None when it accepts them.
+
+    RabbitMQ blocks a connection only once it publishes, so the probe publishes
+    messages no queue receives and waits for their confirms: at once when all is
+    well, never while an alarm holds publishers. A blocked connection never
+    answers a close either, so the probe drops its socket instead.
+    """
+    if not reports_consumers():
+        return None  # only RabbitMQ raises resource alarms
+    with broker_connection(write=True) as connection:
+        # A channel of the protocol connection itself, not kombu's default channel:
+        # kombu would close that one politely on the way out, and wait forever.
+        channel = connection.connection.channel()
+        try:
+            # The first publish is read, and blocks the connection under an alarm; the
+            # second is then never read, so its confirm never comes.
+            for _ in range(2):
+                channel.basic_publish(channel.prepare_message(b""), exchange="",
+                                      routing_key=ALARM_PROBE_ROUTING_KEY, timeout=timeout)
+        except TimeoutError:
+            connection.collect()
+            return BLOCKED_REASON
+        channel.close()
+    return None
+
+
+def ensure_publishing_allowed() -> None:
+    """Raise BrokerUnavailableError at once while RabbitMQ blocks publishers, instead of hanging a request.
+
+    Only a process that already met the block pays a probe, at most once a
+    BLOCKED_RECHECK_S; once the alarm has cleared it publishes again.
+    """
+    if not FLOW.blocked:
+        return
+    with FLOW.lock:
+        if FLOW.blocked and time.monotonic() - FLOW.checked_at >= BLOCKED_RECHECK_S:
+            FLOW.checked_at = time.monotonic()
+            if resource_alarm() is None:
+                # The publish that met the block dropped its connection (kombu collects
+                # a connection on error): the next one connects afresh.
+                FLOW.blocked = False
+        if FLOW.blocked:
+            raise BrokerBlockedError(BLOCKED_REASON)
+
+
+def stop_retrying_if_blocked(exc: Exception, interval: float) -> None:
+    """A publish retry policy's errback: a publish that met the block is not sent again (it would queue twice)."""
+    if FLOW.blocked:
+        raise BrokerBlockedError(BLOCKED_REASON) from exc

@@ -16,15 +16,24 @@ from django.db.models import Model
 from django.utils import timezone
 
 from routing import Priority
-from routing.broker import BrokerUnavailableError, unavailable_on_broker_errors
+from routing.broker import (
+    BrokerUnavailableError,
+    ensure_publishing_allowed,
+    stop_retrying_if_blocked,
+    unavailable_on_broker_errors,
+)
 
 from .models import DailySummaryRun, PendingFetch
 from .refresh import UnknownCityError
 from .tasks import extract_data, fetch_weather_for_city, load_data, transform_data
 
-# A request should answer 503 within a couple of seconds when the broker is away,
-# not hang through Celery's default publish retries.
-REQUEST_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2}
+# A request should answer 503 within a second when the broker is away or blocks
+# publishers (a memory or disk alarm), not hang through Celery's default retries:
+# one quick reconnect for a broker restart, none for a publish the block held up.
+REQUEST_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+                         "errback": stop_retrying_if_blocked}
+# How long a request waits for the broker's confirm: milliseconds when all is well.
+REQUEST_CONFIRM_TIMEOUT_S = 0.8
 # A pending fetch older than this is presumed lost (its worker and every
 # redelivery gone): the next request replaces it instead of returning a dead id.
 # Covers the interactive hard limit times the attempts, plus the retry backoff.
@@ -95,9 +104,10 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
     def publish() -> None:
         try:
             with publishing():
+                ensure_publishing_allowed()
                 fetch_weather_for_city.apply_async(
                     args=[city_id], task_id=enqueued.task_id, priority=int(priority),
-                    retry=True, retry_policy=REQUEST_PUBLISH_RETRY,
+                    retry=True, retry_policy=REQUEST_PUBLISH_RETRY, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
                 )
         except BrokerUnavailableError:
             # Nothing was queued: do not let later requests join a fetch that does not exist.
@@ -130,7 +140,9 @@ def enqueue_daily_summary(day: date) -> Enqueued:
     def publish() -> None:
         try:
             with publishing():
-                workflow.apply_async(retry=True, retry_policy=REQUEST_PUBLISH_RETRY)
+                ensure_publishing_allowed()
+                workflow.apply_async(retry=True, retry_policy=REQUEST_PUBLISH_RETRY,
+                                     confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
         except BrokerUnavailableError:
             # Nothing was queued: the day must not stay claimed by a chain that does not exist.
             DailySummaryRun.objects.filter(task_id=enqueued.task_id).delete()

@@ -11,7 +11,7 @@ from django.urls import reverse
 from ninja import Schema
 
 from routing import Priority
-from routing.broker import BrokerUnavailableError
+from routing.broker import BrokerBlockedError, BrokerUnavailableError
 
 from .dispatch import Enqueued, enqueue_city_fetch
 from .models import City
@@ -92,8 +92,11 @@ def accepted(enqueued: Enqueued, **extra: object) -> dict:
             "deduplicated": enqueued.deduplicated, **extra}
 
 
-def queue_unavailable() -> ProblemError:
-    """The 503 for a message the broker could not take."""
+def queue_unavailable(error: BrokerUnavailableError) -> ProblemError:
+    """The 503 for a message the broker could not take; a block's reason is the client's to know, a fault's is not."""
+    if isinstance(error, BrokerBlockedError):
+        return ProblemError(503, f"the task queue cannot take work now: {error}; try again shortly",
+                            retry_after=BROKER_RETRY_AFTER_S)
     return ProblemError(503, "the task queue is unavailable; try again shortly", retry_after=BROKER_RETRY_AFTER_S)
 
 
@@ -113,5 +116,5 @@ def request_refresh(request: HttpRequest, city_id: int, priority: Priority) -> E
         return enqueue_city_fetch(city_id, priority)
     except UnknownCityError:
         raise unknown_city(city_id) from None
-    except BrokerUnavailableError:
-        raise queue_unavailable() from None
+    except BrokerUnavailableError as error:
+        raise queue_unavailable(error) from None

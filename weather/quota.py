@@ -20,7 +20,7 @@ from __future__ import annotations
 import enum
 import math
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
@@ -44,14 +44,20 @@ class Consumer(enum.StrEnum):
 
 
 class QuotaExceededError(Exception):
-    """No quota now; `retry_at` says when enough of it comes back."""
+    """No quota now; `retry_at` says when enough of it comes back.
 
-    def __init__(self, message: str, retry_at: datetime, now: datetime) -> None:
-        super().__init__(f"{message}; quota returns at {retry_at:%H:%M:%S} UTC")
-        self.retry_at = retry_at
+    Its args are its message alone, so the JSON result backend rebuilds it as
+    itself (not as a wrapper) when a client reads a failed task.
+    """
+
+    def __init__(self, message: str, retry_at: datetime | None = None, now: datetime | None = None) -> None:
+        if retry_at is not None:
+            message = f"{message}; quota returns at {retry_at:%H:%M:%S} UTC"
+        super().__init__(message)
+        self.retry_at = retry_at or now or datetime.now(UTC)
         # The database's time of the refusal: the wait is measured on the clock
         # `retry_at` came from, whatever this host's clock says.
-        self.refused_at = now
+        self.refused_at = now or self.retry_at
 
     def wait_seconds(self) -> float:
         """Seconds until quota returns, as of the refusal."""

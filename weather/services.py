@@ -29,7 +29,7 @@ class ProviderError(Exception):
 
 
 class TransientProviderError(ProviderError):
-    """Worth retrying: timeout, connection error, 5xx or 429."""
+    """Worth retrying: timeout, connection error, 5xx, 429, or a body cut short or garbled."""
 
     def __init__(self, message: str, retry_after: float | None = None, status: int | None = None) -> None:
         super().__init__(message)
@@ -217,7 +217,11 @@ class WeatherService:
         try:
             body = response.json()
         except UNDECODABLE:
-            raise PermanentProviderError(f"provider body is not JSON: {_text(response, 80)!r}") from None
+            # A body cut short or garbled on the way is a transport fault, like a 5xx:
+            # the same request is likely to succeed again. Only a well-formed answer
+            # that says something impossible is permanent.
+            raise TransientProviderError(f"provider body is not JSON: {_text(response, 80)!r}",
+                                         status=status) from None
         if isinstance(body, dict) and body.get("error"):
             raise PermanentProviderError(f"provider error: {str(body.get('reason', 'unknown'))[:200]}")
         if not isinstance(body, (dict, list)):

@@ -7,10 +7,16 @@ from .pools import POOL_NAME_ENV, Pool
 CELERY_APP = "server_config"
 
 
-def worker_argv(pool: Pool, loglevel: str = "INFO") -> list[str]:
+def _celery(quiet: bool) -> list[str]:
+    # --quiet drops the start-up banner, the one thing Celery prints outside logging:
+    # with LOG_FORMAT=json every line a process writes must be a JSON object.
+    return ["celery", "--quiet", "-A", CELERY_APP] if quiet else ["celery", "-A", CELERY_APP]
+
+
+def worker_argv(pool: Pool, loglevel: str = "INFO", quiet: bool = False) -> list[str]:
     """The full `celery worker` argument list for one pool."""
     return [
-        "celery", "-A", CELERY_APP, "worker",
+        *_celery(quiet), "worker",
         "--hostname", f"{pool.name}@%h",
         "--queues", ",".join(pool.queues),
         "--pool", pool.implementation,
@@ -26,6 +32,11 @@ def worker_argv(pool: Pool, loglevel: str = "INFO") -> list[str]:
         # Scaled replicas do not need to sync state with each other at start-up;
         # gossip and mingle only add broker chatter that grows with replicas.
         "--without-gossip", "--without-mingle",
+        # Event heartbeats are publishes from the consumer's own loop: under a RabbitMQ
+        # memory alarm one would freeze that loop (a worker starting then never
+        # consumes, and cannot help drain the queues that raised the alarm).
+        # Liveness is asked by ping instead (doctor, the compose healthcheck).
+        "--without-heartbeat",
         "--loglevel", loglevel,
     ]
 
@@ -41,6 +52,6 @@ def worker_environment(pool: Pool) -> dict[str, str]:
     }
 
 
-def beat_argv(loglevel: str = "INFO") -> list[str]:
-    """The `celery beat` argument list; one instance per deployment, scheduler from settings."""
-    return ["celery", "-A", CELERY_APP, "beat", "--loglevel", loglevel]
+def beat_argv(loglevel: str = "INFO", quiet: bool = False) -> list[str]:
+    """The `celery beat` argument list; any number may run, the lease in weather/beat.py picks the one that sends."""
+    return [*_celery(quiet), "beat", "--loglevel", loglevel]

@@ -123,7 +123,7 @@ def test_a_message_rejected_for_good_lands_in_dead_letter(live, sim):
     with app.connection_for_write() as conn:
         conn.default_channel.queue_purge(DEAD_LETTER_QUEUE.name)
     city = make_city()
-    sim.script("malformed")
+    sim.script("bad_value")
     task_id = enqueue_city_fetch(city.pk, Priority.API).task_id
     wait_for(lambda: queue_depth(DEAD_LETTER_QUEUE.name) == 1, timeout=30, what="a dead letter")
     with app.connection_for_read() as conn:
@@ -139,7 +139,7 @@ def test_a_message_rejected_for_good_lands_in_dead_letter(live, sim):
 
 def test_purging_dead_letters_needs_confirmation(live, sim):
     city = make_city()
-    sim.script("malformed")
+    sim.script("bad_value")
     enqueue_city_fetch(city.pk, Priority.API)
     wait_for(lambda: queue_depth(DEAD_LETTER_QUEUE.name) >= 1, timeout=30, what="a dead letter")
     with pytest.raises(CommandError, match="--yes"):

@@ -77,14 +77,28 @@ def test_metrics_token_is_enforced_when_set(settings):
     assert Client().get("/metrics", HTTP_AUTHORIZATION="Bearer s3cret-token").status_code == 200
 
 
-def test_liveness_answers_plain_http_probes_with_any_host(settings):
-    # Production HTTPS settings: everything else redirects, the probe must not.
+@pytest.mark.django_db
+def test_probes_answer_plain_http_with_any_host_under_production_settings(settings, monkeypatch):
+    # Production HTTPS settings: everything else redirects or refuses the host, the probes must not.
     settings.SECURE_SSL_REDIRECT = True
     settings.ALLOWED_HOSTS = ["weather.example.org"]
     probe = Client().get("/healthz", HTTP_HOST="10.0.0.5:8000")
     assert probe.status_code == 200
     assert probe.json() == {"status": "ok"}
+    ready = Client().get("/readyz", HTTP_HOST="web:8000")
+    assert ready.status_code == 200, ready.content
+    assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    scrape = Client().get("/metrics", HTTP_HOST="web:8000")
+    assert scrape.status_code == 200
+    assert b"f_brain_broker_up" in scrape.content
+    head = Client().head("/readyz", HTTP_HOST="web:8000")
+    assert (head.status_code, head.content) == (200, b"")
+    # The token still guards /metrics, and nothing else skips the checks.
+    settings.METRICS_TOKEN = "s3cret-token"
+    assert Client().get("/metrics", HTTP_HOST="web:8000").status_code == 401
     assert Client().get("/", HTTP_HOST="weather.example.org").status_code == 301
+    assert Client().get("/api/cities/", HTTP_HOST="web:8000", secure=True).status_code == 400
+    assert Client().get("/readyz/x", HTTP_HOST="web:8000").status_code == 400
     assert Client().post("/healthz", HTTP_HOST="weather.example.org", secure=True).status_code == 405
 
 

@@ -196,7 +196,7 @@ def test_a_database_outage_mid_refresh_is_retried_without_a_crash_loop(faults, s
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
 
 
-def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(faults, sim):
+def test_thirty_percent_provider_faults_end_with_every_city_refreshed_within_quota(faults, sim):
     # The default crash cap: provider faults end in retries, never in crashes.
     limits = {**BATCHES_OF_20, "WEATHER_QUOTA_PER_MINUTE": "3000", "WEATHER_QUOTA_PER_HOUR": "20000",
               "WEATHER_QUOTA_PER_DAY": "50000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
@@ -206,9 +206,9 @@ def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(f
     faults.start("bulk", extra_env=limits)
     result = update_all_weather_data.delay().get(timeout=30)
     summary = _finish(RefreshRun.objects.get(pk=result["run_id"]))
-    assert summary["cities_refreshed"] + summary["cities_failed"] == 1000
-    assert summary["cities_refreshed"] >= 700
-    assert WeatherData.objects.count() == summary["cities_refreshed"]
+    # Every fault served here is a passing one (500, 429, timeout, a body cut short): all retried.
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0), summary
+    assert WeatherData.objects.count() == 1000
     stats = sim.stats()
     faults_served = sum(v for k, v in stats["served"].items() if k != "ok")
     assert faults_served / stats["requests"] > 0.15
@@ -220,15 +220,7 @@ def test_thirty_percent_provider_faults_end_refreshed_or_reported_within_quota(f
         assert window <= 2700
     assert faults.alive("bulk")
     assert queue_consumers("bulk") >= 1
-    # Batches that failed for good are dead letters that say why.
-    failed = RefreshBatch.objects.filter(status="failed").count()
+    # Nothing failed for good, so nothing was dead-lettered.
     out = StringIO()
     call_command("deadletters", "list", "--json", stdout=out)
-    letters = [json.loads(line) for line in out.getvalue().splitlines()]
-    assert len(letters) == failed
-    for letter in letters:
-        assert letter["task"] == "weather.tasks.refresh_weather_batch"
-        # The batch's own error (a malformed body, or retries used up), not just RabbitMQ's "rejected".
-        assert letter["why"], letter
-        assert not letter["why"].startswith("dead-lettered by RabbitMQ"), letter
-
+    assert out.getvalue().strip() == ""

@@ -337,7 +337,8 @@ def test_get_current_many_answers_one_slot_per_location_or_raises_a_provider_err
     # Anything but a ProviderError propagates and fails the test.
     outcome = outcome_of(lambda: service.get_current_many(locations), ProviderError)
     if isinstance(outcome, TransientProviderError):
-        assert status == 429 or status >= 500, status
+        # A 429, a 5xx, or a 200 whose body is cut short or garbled (not JSON).
+        assert status == 429 or status >= 500 or (status == 200 and "not JSON" in str(outcome)), status
         assert outcome.status == status
         assert outcome.retry_after is None or outcome.retry_after >= 0
     elif isinstance(outcome, PermanentProviderError):

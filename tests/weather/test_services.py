@@ -58,7 +58,7 @@ def test_batch_larger_than_batch_size_is_refused(client):
         ("error", TransientProviderError),
         ("rate_limit", TransientProviderError),
         ("timeout", TransientProviderError),
-        ("malformed", PermanentProviderError),
+        ("malformed", TransientProviderError),
     ],
 )
 def test_each_fault_maps_to_its_error_class(client, sim, fault, error_class):

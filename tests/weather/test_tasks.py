@@ -41,11 +41,12 @@ def test_refresh_through_the_api_stores_a_reading(live, sim):
 
 def test_transient_fault_is_retried_then_succeeds(live, sim):
     city = make_city()
-    sim.script("error", "rate_limit")
+    # A 5xx, a body cut short on the way, a 429: each a passing fault, retried.
+    sim.script("error", "malformed", "rate_limit")
     sim.configure(retry_after_s=0.3)
     body = refresh_and_wait(Client(), city.pk)
     assert body["state"] == "SUCCESS"
-    assert sim.stats()["served"] == {"error": 1, "rate_limit": 1, "ok": 1}
+    assert sim.stats()["served"] == {"error": 1, "malformed": 1, "rate_limit": 1, "ok": 1}
     assert WeatherData.objects.filter(city=city).count() == 1
 
 
@@ -87,11 +88,11 @@ def test_retries_past_the_crash_cap_are_not_counted_as_crashes(live, sim):
 
 def test_permanent_fault_fails_readably_without_a_row(live, sim):
     city = make_city()
-    sim.script("malformed")
+    sim.script("bad_value")
     body = refresh_and_wait(Client(), city.pk)
     assert body["state"] == "FAILURE"
-    assert "PermanentProviderError" in body["error"]
-    assert "not JSON" in body["error"]
+    assert "InvalidReadingError" in body["error"]
+    assert "outside the physical range" in body["error"]
     assert sim.stats()["requests"] == 1, "a permanent error is not retried"
     assert not WeatherData.objects.filter(city=city).exists()
 

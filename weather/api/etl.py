@@ -46,6 +46,6 @@ def daily_summary_start(request: HttpRequest, day: str | None = Query(
     """Start the daily summary of a UTC day; while one runs for that day, answer with its task id."""
     try:
         enqueued = enqueue_daily_summary(summary_day(day))
-    except BrokerUnavailableError:
-        raise queue_unavailable() from None
+    except BrokerUnavailableError as error:
+        raise queue_unavailable(error) from None
     return Status(202, accepted(enqueued))

@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
-from routing.broker import ensure_reachable
+from routing.broker import BrokerUnavailableError, ensure_reachable, resource_alarm
 
 
 def _check_database() -> None:
@@ -14,17 +14,24 @@ def _check_database() -> None:
         cursor.execute("SELECT 1")
 
 
+def _check_broker() -> None:
+    """Reachable, and accepting publishes: under a memory or disk alarm a refresh could not be queued."""
+    ensure_reachable()
+    if alarm := resource_alarm():
+        raise BrokerUnavailableError(alarm)
+
+
 @require_safe
 def healthz(request: HttpRequest) -> JsonResponse:
-    """The process is up. LivenessMiddleware answers GET first; this route gives other methods their 405."""
+    """The process is up. ProbeMiddleware answers GET first; this route gives other methods their 405."""
     return JsonResponse({"status": "ok"})
 
 
 @require_safe
 def readyz(request: HttpRequest) -> JsonResponse:
-    """Database and broker reachable: 200, else 503 naming what is not."""
+    """Database reachable and broker accepting publishes: 200, else 503 naming what is not."""
     checks = {}
-    for name, check in (("database", _check_database), ("broker", ensure_reachable)):
+    for name, check in (("database", _check_database), ("broker", _check_broker)):
         try:
             check()
             checks[name] = "ok"

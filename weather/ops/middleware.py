@@ -1,24 +1,36 @@
-"""Probes first: liveness answers before host validation and the HTTPS redirect."""
+"""Probes first: liveness, readiness and metrics answer before host validation and the HTTPS redirect."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, HttpResponse
+
+from .health import healthz, readyz
+from .metrics import metrics_view
+
+# Orchestrator probes and Prometheus scrapers call these inside the cluster, over
+# plain HTTP, with whatever Host they dialled (a pod IP, `web:8000`): they must get
+# the real answer, not a redirect to HTTPS or a 400 for an unlisted host. Only
+# these paths, and only for reads; /metrics keeps its bearer token when one is set.
+PROBES: dict[str, Callable[[HttpRequest], HttpResponse]] = {
+    "/healthz": healthz,
+    "/readyz": readyz,
+    "/metrics": metrics_view,
+}
 
 
-class LivenessMiddleware:
-    """Answer GET /healthz before host validation and the HTTPS redirect.
-
-    Liveness only means "this process serves requests": a container or platform
-    probe over plain HTTP with whatever Host header must get a 200, or a healthy
-    web process would be restarted for a redirect or an ALLOWED_HOSTS mismatch.
-    """
+class ProbeMiddleware:
+    """Answer GET/HEAD of the probe paths directly, ahead of SecurityMiddleware and host checks."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        if request.path == "/healthz" and request.method in ("GET", "HEAD"):
-            return JsonResponse({"status": "ok"})
-        return self.get_response(request)
+        probe = PROBES.get(request.path_info)
+        if probe is None or request.method not in ("GET", "HEAD"):
+            return self.get_response(request)
+        response = probe(request)
+        if request.method == "HEAD":
+            response.content = b""  # headers only, as HEAD promises
+        return response

@@ -77,11 +77,11 @@ def test_dashboard_refresh_and_operations_in_a_real_browser(live, sim, live_serv
 
     # A fetch that fails for good ends the polling with the reason, not a spinner.
     page.goto(f"{live_server.url}/?q=Lyon")
-    sim.script("malformed")
+    sim.script("bad_value")
     failing = page.locator(f"tr[data-city-id='{lyon.pk}']")
     failing.locator("button.refresh").click()
     failing.locator(".state", has_text="FAILURE").wait_for()
-    assert "PermanentProviderError" in failing.locator(".state").inner_text()
+    assert "InvalidReadingError" in failing.locator(".state").inner_text()
     assert failing.locator(".temperature").inner_text() == NO_VALUE
 
     User.objects.create_user("operator", password="correct horse battery staple", is_staff=True)
