@@ -17,6 +17,9 @@ from routing import LANE_NAMES
 from routing.broker import BrokerUnavailableError, queue_states
 from weather.instrumentation import TASK_METRICS
 
+from .doctor.checkup import recent_findings
+from .doctor.findings import SEVERITY
+
 
 class BrokerCollector(Collector):
     """Queue depth and consumers per lane, asked of the broker at scrape time."""
@@ -32,9 +35,21 @@ class BrokerCollector(Collector):
         else:
             for lane, state in states.items():
                 depth.add_metric([lane], state.messages)
-                consumers.add_metric([lane], state.consumers)
+                if state.consumers is not None:  # unknown on the filesystem fallback: no sample, not a 0
+                    consumers.add_metric([lane], state.consumers)
             up.add_metric([], 1)
         yield from (depth, consumers, up)
+
+
+class DoctorCollector(Collector):
+    """One gauge per doctor check: 0 ok, 1 warn, 2 fail (a cached quick run, shared with /ops/)."""
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        gauge = GaugeMetricFamily("f_brain_doctor_check", "Doctor check result: 0 ok, 1 warn, 2 fail",
+                                  labels=["symptom", "check"])
+        for finding in recent_findings():
+            gauge.add_metric([finding.symptom, finding.check], SEVERITY[finding.status])
+        yield gauge
 
 
 def render() -> bytes:
@@ -46,6 +61,7 @@ def render() -> bytes:
         for collector in TASK_METRICS:
             registry.register(collector)
     registry.register(BrokerCollector())
+    registry.register(DoctorCollector())
     return generate_latest(registry)
 
 

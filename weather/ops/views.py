@@ -1,4 +1,4 @@
-"""The operator's page (staff): lanes, pools, outcomes, schedules and dead letters at a glance."""
+"""The operator's page (staff): doctor, lanes, pools, outcomes, schedules and dead letters at a glance."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from django.views.decorators.http import require_safe
 
 from routing.broker import BrokerUnavailableError
 
+from .doctor.checkup import recent_findings
 from .status import lanes_status
 
 
@@ -16,8 +17,9 @@ from .status import lanes_status
 @require_safe
 def ops(request: HttpRequest) -> HttpResponse:
     """Lanes, pools, outcomes, schedules and dead letters at a glance; 503 naming the broker when it is away."""
+    doctor = recent_findings()
     try:
         status = lanes_status()
     except BrokerUnavailableError as error:
-        return render(request, "weather/ops.html", {"error": str(error)}, status=503)
-    return render(request, "weather/ops.html", {"status": status})
+        return render(request, "weather/ops.html", {"error": str(error), "doctor": doctor}, status=503)
+    return render(request, "weather/ops.html", {"status": status, "doctor": doctor})

@@ -49,17 +49,19 @@ class Command(BaseCommand):
                 problems += [f"queue {name!r} does not exist" for name, state in states.items() if not state.exists]
                 if not problems:
                     problems += check_arguments(connection)
+                # None: the transport cannot count consumers (the filesystem fallback); not a failure.
                 problems += [
                     f"queue {queue.name!r} has no consumer (is its pool running?)"
                     for queue in LANE_QUEUES
-                    if states[queue.name].exists and states[queue.name].consumers < 1
+                    if states[queue.name].exists and states[queue.name].consumers == 0
                 ]
         except BrokerUnavailableError as error:
             raise CommandError(str(error)) from error
         self.stdout.write("Broker")
         for state in states.values():
+            consumers = "unknown (this transport does not count them)" if state.consumers is None else state.consumers
             self.stdout.write(f"  {state.name:<12} exists={state.exists} messages={state.messages} "
-                              f"consumers={state.consumers}")
+                              f"consumers={consumers}")
         if problems:
             raise CommandError("topology check failed:\n  " + "\n  ".join(problems))
         self.stdout.write(self.style.SUCCESS("topology check passed"))

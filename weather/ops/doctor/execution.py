@@ -1,0 +1,133 @@
+"""Tasks not executed: the broker, its alarms, consumers and pools, routes, and what the workers run."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from celery import current_app
+
+from routing import LANE_NAMES, TASK_LANES
+from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, queue_states, resource_alarm
+from workers.pools import load_pools
+
+from .findings import FAIL, NOT_EXECUTED, OK, WARN, Context, Finding
+
+# How long pools have to answer a ping or an inspect; a healthy pool answers in milliseconds.
+CONTROL_TIMEOUT_S = 1.0
+# Between two readings of a lane without consumers, to see whether its backlog grows.
+GROWTH_SAMPLE_S = 1.0
+
+
+def _finding(check: str, status: str, saw: str, todo: str = "") -> Finding:
+    return Finding(NOT_EXECUTED, check, status, saw, todo)
+
+
+def broker(context: Context) -> Iterator[Finding]:
+    """Reachable with these credentials, and not blocking publishers for a memory or disk alarm."""
+    try:
+        alarm = resource_alarm()
+    except BrokerUnavailableError as error:
+        context.broker_down = True
+        yield _finding("broker reachable", FAIL, str(error),
+                       "check CELERY_BROKER_URL (host, port, user, password, vhost) and that RabbitMQ runs")
+        return
+    yield _finding("broker reachable", OK, "RabbitMQ accepted a connection with these credentials")
+    if alarm:
+        context.broker_blocked = True
+        yield _finding("broker alarm", FAIL, f"RabbitMQ blocks publishers: {alarm}",
+                       "a memory or disk alarm is raised: `rabbitmq-diagnostics alarms` says which; free "
+                       "memory or disk, or raise vm_memory_high_watermark / disk_free_limit")
+    else:
+        yield _finding("broker alarm", OK, "no memory or disk alarm: publishes are accepted")
+
+
+def _pings() -> dict[str, list[str]]:
+    """Worker host names that answered a ping, by pool (host names are `<pool>@<host>`)."""
+    replies = current_app.control.ping(timeout=CONTROL_TIMEOUT_S) or []
+    answered: dict[str, list[str]] = {}
+    for reply in replies:
+        for hostname in reply:
+            answered.setdefault(hostname.split("@", 1)[0], []).append(hostname)
+    return answered
+
+
+def consumers(context: Context) -> Iterator[Finding]:
+    """Every lane has consumers, each pool answers a ping, no lane grows with nobody reading it."""
+    if context.broker_down:
+        return
+    states = queue_states(LANE_NAMES)
+    answered = {} if context.broker_blocked else _pings()
+    pools = load_pools()
+    for lane in LANE_NAMES:
+        state = states[lane]
+        pool = next(name for name, p in pools.items() if lane in p.queues)
+        if not state.exists:
+            yield _finding(f"lane {lane}", FAIL, f"queue {lane!r} is not declared on the broker",
+                           f"start the {pool} pool (it declares the topology) or run `manage.py topology --check`")
+            continue
+        if state.consumers is None:
+            yield _finding(f"lane {lane}", WARN, f"consumers unknown: this broker transport does not count them "
+                                                  f"({state.messages} waiting)",
+                           "use RabbitMQ for consumer counts; the filesystem fallback is for development")
+        elif state.consumers == 0:
+            status, grows = FAIL, ""
+            if state.messages and not context.quick:
+                time.sleep(GROWTH_SAMPLE_S)
+                later = queue_states([lane])[lane].messages
+                grows = f", and growing ({state.messages} -> {later} in {GROWTH_SAMPLE_S:.0f} s)" if (
+                    later > state.messages) else ""
+            yield _finding(f"lane {lane}", status, f"no consumer; {state.messages} message(s) waiting{grows}",
+                           f"start the {pool} pool: `python -m workers run {pool}`")
+        else:
+            yield _finding(f"lane {lane}", OK, f"{state.consumers} consumer(s), {state.messages} waiting")
+        hosts = answered.get(pool, [])
+        if context.broker_blocked:
+            yield _finding(f"pool {pool} ping", WARN, "not pinged: a ping is a publish, and the broker blocks "
+                                                       "publishers", "clear the broker alarm first")
+        elif hosts:
+            yield _finding(f"pool {pool} ping", OK, f"answered by {', '.join(sorted(hosts))}")
+        elif state.consumers is not None:
+            yield _finding(f"pool {pool} ping", FAIL, f"no {pool}@<host> worker answered a ping within "
+                                                       f"{CONTROL_TIMEOUT_S:.0f} s",
+                           f"start the {pool} pool; if it runs, it is stuck: look at its log, then restart it")
+
+
+def routes(context: Context) -> Iterator[Finding]:
+    """Every route names a declared lane, and every lane queue has the arguments it was declared with."""
+    undeclared = sorted(f"{task} -> {lane}" for task, lane in TASK_LANES.items() if lane not in LANE_NAMES)
+    if undeclared:
+        yield _finding("routes", FAIL, f"routes to undeclared lanes: {', '.join(undeclared)}",
+                       "fix routing/routes.py: every lane is declared in routing/lanes.py")
+    else:
+        yield _finding("routes", OK, f"{len(TASK_LANES)} task names, each routed to a declared lane")
+    if context.broker_down:
+        return
+    with broker_connection() as connection:
+        problems = check_arguments(connection)
+    if problems:
+        yield _finding("queue arguments", FAIL, "; ".join(problems),
+                       "a queue's type or arguments cannot change in place: drain it, delete it, and let a "
+                       "pool declare it again (README, Operating it)")
+    else:
+        yield _finding("queue arguments", OK, "every queue matches its declaration")
+
+
+def task_lists(context: Context) -> Iterator[Finding]:
+    """The tasks each worker registered match the route table (a worker on old code runs old tasks)."""
+    if context.broker_down or context.broker_blocked:
+        return
+    registered = current_app.control.inspect(timeout=CONTROL_TIMEOUT_S).registered() or {}
+    routed = {name for name in TASK_LANES if not name.startswith("celery.")}
+    if not registered:
+        yield _finding("worker task lists", WARN, "no worker answered an inspect", "start the pools")
+        return
+    for hostname, names in sorted(registered.items()):
+        ours = {name.split(" ")[0] for name in names if not name.startswith("celery.")}
+        missing, unrouted = sorted(routed - ours), sorted(ours - routed)
+        if missing or unrouted:
+            yield _finding(f"tasks of {hostname}", FAIL,
+                           f"missing {missing or 'none'}; registered but not routed {unrouted or 'none'}",
+                           "deploy the same code to every pool, or add the task to routing/routes.py")
+        else:
+            yield _finding(f"tasks of {hostname}", OK, f"the {len(ours)} routed tasks")

@@ -1,0 +1,162 @@
+"""Tasks stuck or slow: queue wait against run time, runs near their soft limit, starts that never ended,
+dead letters, and a provider that paused us or a quota used up."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+from prometheus_client import CollectorRegistry, multiprocess
+
+from routing import DEAD_LETTER_QUEUE, LANE_NAMES, TASK_LANES
+from routing.broker import queue_states
+from weather.models import ProviderQuota, TaskAttempt
+from weather.quota import Consumer, QuotaLimits, usage
+from workers.pools import load_pools
+
+from .findings import OK, STUCK_OR_SLOW, WARN, Context, Finding
+
+RECENT = timedelta(hours=1)
+# A run past this share of its pool's soft limit is close to being cut short.
+NEAR_LIMIT_SHARE = 0.8
+# A message started and not ended this long after its pool's hard limit lost its worker without a word.
+STARTED_SLACK = timedelta(minutes=1)
+
+
+def _finding(check: str, status: str, saw: str, todo: str = "") -> Finding:
+    return Finding(STUCK_OR_SLOW, check, status, saw, todo)
+
+
+def histogram_quantiles(samples: dict[float, float], quantiles: tuple[float, ...]) -> list[float | None]:
+    """Quantiles estimated from cumulative bucket counts {upper bound: count} (the bound reached)."""
+    total = samples.get(float("inf"), 0.0)
+    if not total:
+        return [None for _ in quantiles]
+    bounds = sorted(samples)
+    return [next(bound for bound in bounds if samples[bound] >= q * total) for q in quantiles]
+
+
+def _lane_histograms() -> dict[str, dict[str, dict[float, float]]]:
+    """Cumulative buckets of queue wait and run time per lane, summed over every process's metric files."""
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    found: dict[str, dict[str, dict[float, float]]] = {}
+    for family in registry.collect():
+        if family.name not in ("f_brain_task_queue_wait_seconds", "f_brain_task_runtime_seconds"):
+            continue
+        kind = "wait" if "wait" in family.name else "run"
+        for sample in family.samples:
+            if sample.name.endswith("_bucket"):
+                buckets = found.setdefault(sample.labels["lane"], {}).setdefault(kind, {})
+                bound = float(sample.labels["le"])
+                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+    return found
+
+
+def wait_against_run(context: Context) -> Iterator[Finding]:
+    """Per lane, p50/p95 of queue wait against run time: waiting longer than running means too few slots."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        yield _finding("queue wait", WARN, "no metrics shared between processes (PROMETHEUS_MULTIPROC_DIR unset)",
+                       "set PROMETHEUS_MULTIPROC_DIR to a directory web and workers share")
+        return
+    histograms = _lane_histograms()
+    for lane in LANE_NAMES:
+        waits = histogram_quantiles(histograms.get(lane, {}).get("wait", {}), (0.5, 0.95))
+        runs = histogram_quantiles(histograms.get(lane, {}).get("run", {}), (0.5, 0.95))
+        if waits[0] is None or runs[0] is None:
+            yield _finding(f"lane {lane} wait", OK, "no task has run here since the metrics were reset")
+            continue
+        saw = f"wait p50 <= {waits[0]} s, p95 <= {waits[1]} s; run p50 <= {runs[0]} s, p95 <= {runs[1]} s"
+        if waits[1] > max(runs[1], 1.0) * 2:
+            yield _finding(f"lane {lane} wait", WARN, saw,
+                           f"tasks wait longer than they run: add slots or replicas to the {lane} pool "
+                           f"(WORKER_{lane.upper()}_CONCURRENCY), or look for a backlog burst in /ops/")
+        else:
+            yield _finding(f"lane {lane} wait", OK, saw)
+
+
+def near_soft_limit(context: Context) -> Iterator[Finding]:
+    """Runs of the last hour that came close to their pool's soft limit (from the result backend)."""
+    pools = load_pools()
+    since = timezone.now() - RECENT
+    for lane in LANE_NAMES:
+        pool = next(p for p in pools.values() if lane in p.queues)
+        tasks = [name for name, target in TASK_LANES.items() if target == lane]
+        limit = pool.soft_time_limit * NEAR_LIMIT_SHARE
+        rows = TaskResult.objects.filter(task_name__in=tasks, date_done__gte=since, date_started__isnull=False
+                                         ).values_list("task_name", "date_started", "date_done")
+        slow = [(name, (done - started).total_seconds()) for name, started, done in rows
+                if (done - started).total_seconds() >= limit]
+        if slow:
+            name, seconds = max(slow, key=lambda item: item[1])
+            yield _finding(f"lane {lane} near soft limit", WARN,
+                           f"{len(slow)} run(s) took {NEAR_LIMIT_SHARE:.0%}+ of the {pool.soft_time_limit} s soft "
+                           f"limit in the last hour (longest: {name}, {seconds:.0f} s)",
+                           "find out why (provider latency, database locks) before they are cut short; "
+                           f"raise WORKER_{lane.upper()}_SOFT_TIME_LIMIT only below RabbitMQ's consumer timeout")
+        else:
+            yield _finding(f"lane {lane} near soft limit", OK,
+                           f"no stored run within {NEAR_LIMIT_SHARE:.0%} of the {pool.soft_time_limit} s soft limit")
+
+
+def stuck_starts(context: Context) -> Iterator[Finding]:
+    """Messages started longer ago than their pool's hard limit and never ended: held, unacknowledged, by nobody."""
+    pools = load_pools()
+    now = timezone.now()
+    stuck = []
+    for attempt in TaskAttempt.objects.all().only("task_id", "task_name", "lane", "last_started_at", "starts"):
+        pool = next((p for p in pools.values() if attempt.lane in p.queues), None)
+        limit = timedelta(seconds=pool.time_limit) if pool else timedelta(hours=1)
+        if now - attempt.last_started_at > limit + STARTED_SLACK:
+            stuck.append(attempt)
+    if stuck:
+        sample = ", ".join(f"{a.task_name}[{a.task_id}]" for a in stuck[:3])
+        yield _finding("started, never ended", WARN,
+                       f"{len(stuck)} message(s) started longer ago than their pool's hard limit and never "
+                       f"ended: {sample}",
+                       "their worker died without requeueing them (or the row outlived a database outage): "
+                       "if the lane is idle, `manage.py deadletters list` and the worker logs say more")
+    else:
+        yield _finding("started, never ended", OK, "every started message ended or is within its pool's limit")
+
+
+def dead_letters(context: Context) -> Iterator[Finding]:
+    """Messages that failed for good wait in the dead-letter queue."""
+    if context.broker_down:
+        return
+    depth = queue_states([DEAD_LETTER_QUEUE.name])[DEAD_LETTER_QUEUE.name].messages
+    if depth:
+        yield _finding("dead letters", WARN, f"{depth} message(s) failed for good",
+                       "`python manage.py deadletters list` says why; `deadletters replay <id>` retries one")
+    else:
+        yield _finding("dead letters", OK, "none")
+
+
+def provider(context: Context) -> Iterator[Finding]:
+    """The provider paused every worker after a 429, or a quota window is used up."""
+    now = timezone.now()
+    paused = ProviderQuota.objects.values_list("paused_until", flat=True).first()
+    if paused and paused > now:
+        yield _finding("provider pause", WARN, f"the provider asked us to wait until {paused:%H:%M:%S} UTC (429)",
+                       "nothing to do: workers resume by themselves; frequent pauses mean the quota is set "
+                       "above the provider's (WEATHER_QUOTA_*)")
+    else:
+        yield _finding("provider pause", OK, "the provider has not asked us to wait")
+    limits = QuotaLimits.from_settings()
+    used = usage()
+    full = [f"{period} {used[period]}/{limits.cap(period, Consumer.BULK)}" for period in ("minute", "hour", "day")
+            if limits.cap(period, Consumer.BULK) and used[period] >= limits.cap(period, Consumer.BULK)]
+    if full:
+        yield _finding("provider quota", WARN, f"the bulk share is used up: {', '.join(full)} locations",
+                       "batches wait for quota by themselves; a refresh that cannot finish before its deadline "
+                       f"marks its batches failed ({settings.WEATHER_REFRESH_DEADLINE_SECONDS} s)")
+    else:
+        yield _finding("provider quota", OK,
+                       f"used {used['minute']}/{limits.per_minute or 'unlimited'} a minute, "
+                       f"{used['hour']}/{limits.per_hour or 'unlimited'} an hour, "
+                       f"{used['day']}/{limits.per_day or 'unlimited'} a day")
+
