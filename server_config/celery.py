@@ -1,10 +1,16 @@
 """The Celery application: wiring only; configuration lives in Django settings."""
 
+import logging
 import os
+from typing import Any
 
-from celery import Celery
+from celery import Celery, signals
+from django.conf import settings
 
 from routing.bootsteps import DeclareTopology
+
+from .logsetup import configure
+from .telemetry import start_tracing, stop_tracing
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server_config.settings")
 
@@ -12,3 +18,33 @@ app = Celery("server", task_cls="weather.guard:CrashGuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["consumer"].add(DeclareTopology)
+
+
+@signals.setup_logging.connect
+def log_like_the_web(loglevel: int | None = None, **_: Any) -> None:
+    """Pools and beat log through settings.LOGGING (text or JSON, with each task's context), not Celery's format."""
+    configure(settings.LOGGING)
+    if loglevel:
+        logging.getLogger().setLevel(loglevel)
+
+
+@signals.worker_process_init.connect
+def trace_pool_child(**_: Any) -> None:
+    """Each prefork child traces on its own (an export thread does not survive the fork)."""
+    # Here, not at the top: workers.pools reads server_config.env, whose package loads this module.
+    from workers.pools import current_pool
+
+    pool = current_pool()
+    start_tracing(f"worker-{pool.name if pool else 'default'}")
+
+
+@signals.worker_process_shutdown.connect
+def flush_traces(**_: Any) -> None:
+    """A recycled or stopping child exports what it buffered."""
+    stop_tracing()
+
+
+@signals.beat_init.connect
+def trace_beat(**_: Any) -> None:
+    """Beat's sends are publish spans."""
+    start_tracing("beat")

@@ -9,9 +9,11 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 import routing
+from routing import broker as routing_broker
 from weather import provider, schedules
 from workers.pools import current_pool
 
+from . import logsetup
 from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
@@ -75,7 +77,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
-    "weather.ops.middleware.LivenessMiddleware",  # first: probes skip host checks and the HTTPS redirect
+    # Outermost: every response, probes included, carries a request id and gets one access line.
+    "weather.requestlog.RequestContextMiddleware",
+    "weather.ops.middleware.ProbeMiddleware",  # first: probes skip host checks and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
     # Static files straight after the security headers, before sessions and CSRF do any work.
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -161,12 +165,10 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "handlers": {"console": {"class": "logging.StreamHandler"}},
-    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
-}
+# LOG_FORMAT=text|json and LOG_LEVEL, alike in web, gunicorn, pools and beat: each line
+# carries the request id and the task's id, name, lane and retry (server_config/logsetup.py).
+LOGGING_CONFIG = "server_config.logsetup.configure"
+LOGGING = logsetup.from_environment()
 
 # Refresh requests a client may make per minute (all web processes together).
 REFRESH_RATE_LIMIT_PER_MINUTE = env_int("REFRESH_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
@@ -238,7 +240,13 @@ CELERY_TASK_DEFAULT_PRIORITY = int(routing.Priority.API)
 # request answers 503 quickly instead of hanging while the broker is away.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
-CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+CELERY_BROKER_TRANSPORT_OPTIONS = {
+    "confirm_publish": True,
+    # RabbitMQ's flow control (a memory or disk alarm): remembered per process, so
+    # a request answers 503 at once instead of waiting for a confirm that cannot come.
+    "on_blocked": routing_broker.note_blocked,
+    "on_unblocked": routing_broker.note_unblocked,
+}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Local fallback when no RabbitMQ answers (scripts/run says so loudly): one
     # folder for messages, one for the exchange -> queue table shared by all
@@ -287,3 +295,10 @@ TASK_MAX_CRASHES = env_int("TASK_MAX_CRASHES", 3, minimum=1)
 # Beat: schedules live in the database (editable in the admin); weather/schedules.py seeds it.
 CELERY_BEAT_SCHEDULER = "weather.beat:SeedingDatabaseScheduler"
 CELERY_BEAT_SCHEDULE = schedules.beat_schedule()
+# Any number of beats may run; the one holding this lease sends, a standby takes
+# over once the leader has missed renewing it this long (weather/beat.py).
+BEAT_LEASE_SECONDS = env_int("BEAT_LEASE_SECONDS", 15, minimum=2)
+# A beat wakes at least this often (to renew its lease); each sent entry's next
+# run is written at once, so a new leader does not send the same slot again.
+CELERY_BEAT_MAX_LOOP_INTERVAL = max(1, BEAT_LEASE_SECONDS // 3)
+CELERY_BEAT_SYNC_EVERY = 1

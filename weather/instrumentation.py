@@ -18,6 +18,8 @@ from typing import Any
 from celery import signals
 from prometheus_client import Counter, Histogram, values
 
+from .logcontext import lane_of
+
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Each process writes files named by its process id. Containers sharing one
     # volume repeat ids (every pool's first child has the same small pid), and would
@@ -33,12 +35,6 @@ QUEUE_WAIT = Histogram("f_brain_task_queue_wait_seconds", "From enqueue (or ETA)
 RUNTIME = Histogram("f_brain_task_runtime_seconds", "Run time of a task", ["lane", "task"], buckets=LATENCY_BUCKETS)
 
 _started: dict[str, float] = {}
-
-
-def _lane(task: Any) -> str:
-    info = getattr(task.request, "delivery_info", None) or {}
-    return info.get("routing_key") or "unknown"
-
 
 @signals.before_task_publish.connect
 def stamp_enqueue_time(headers: dict | None = None, **_: Any) -> None:
@@ -59,14 +55,14 @@ def observe_queue_wait(task_id: str | None = None, task: Any = None, **_: Any) -
     if isinstance(eta, str):
         with contextlib.suppress(ValueError):
             enqueued = max(enqueued, datetime.fromisoformat(eta).timestamp())
-    QUEUE_WAIT.labels(_lane(task)).observe(max(0.0, now - enqueued))
+    QUEUE_WAIT.labels(lane_of(task)).observe(max(0.0, now - enqueued))
 
 
 @signals.task_postrun.connect
 def observe_run(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     """Run time and final state of one run (RETRY counts as a state of its own)."""
     started = _started.pop(task_id, None)
-    lane = _lane(task)
+    lane = lane_of(task)
     if started is not None:
         RUNTIME.labels(lane, task.name).observe(time.perf_counter() - started)
     TASKS.labels(lane, task.name, state or "UNKNOWN").inc()

@@ -7,6 +7,8 @@ import os
 import shlex
 import sys
 
+from server_config.env import env_str
+
 from .command import beat_argv, worker_argv, worker_environment
 from .pools import PoolConfigError, load_pools
 
@@ -62,13 +64,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         _print_table(pools)
         return 0
+    quiet = env_str("LOG_FORMAT", "text") == "json"
     if args.command == "beat":
-        return _exec(beat_argv(args.loglevel), {}, args.dry_run)
+        return _exec(beat_argv(args.loglevel, quiet), {}, args.dry_run)
     if args.pool not in pools:
         print(f"workers: unknown pool {args.pool!r}; known: {', '.join(pools)}", file=sys.stderr)
         return 2
     pool = pools[args.pool]
-    return _exec(worker_argv(pool, args.loglevel), worker_environment(pool), args.dry_run, pool.cpu_nice)
+    return _exec(worker_argv(pool, args.loglevel, quiet), worker_environment(pool), args.dry_run, pool.cpu_nice)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,66 @@
+"""The one logging configuration of every process (web, gunicorn, pools, beat): text, or one JSON object a line."""
+
+from __future__ import annotations
+
+import logging
+import logging.config
+
+from django.core.exceptions import ImproperlyConfigured
+
+from weather.logcontext import FIELDS
+
+from .env import env_str
+
+LOG_FORMATS = ("text", "json")
+
+
+def logging_config(log_format: str, level: str) -> dict:
+    """A dictConfig for `log_format` ("text" or "json") at `level`, with the request and task fields on each record.
+
+    In JSON the fields are keys of their own (null where they do not apply); in
+    text they are appended where set, so a person can still grep a task id.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ImproperlyConfigured(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {log_format!r}")
+    formatters = {
+        "json": {
+            "()": "pythonjsonlogger.json.JsonFormatter",
+            "fmt": ["levelname", "name", "process", "message", *FIELDS],
+            "rename_fields": {"levelname": "level", "name": "logger"},
+            "timestamp": "time",
+        },
+        "text": {
+            "()": "weather.logcontext.TextFormatter",
+            "format": "%(asctime)s %(levelname)s %(name)s[%(process)d]: %(message)s",
+        },
+    }
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "filters": {"context": {"()": "weather.logcontext.ContextFilter"}},
+        "formatters": {log_format: formatters[log_format]},
+        "handlers": {
+            "console": {"class": "logging.StreamHandler", "formatter": log_format, "filters": ["context"]},
+        },
+        "root": {"handlers": ["console"], "level": level},
+        "loggers": {
+            # gunicorn's own loggers (its config file applies this dict) through the same handler;
+            # the access line is the app's own (f_brain.access), which carries the request id.
+            "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
+            "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
+        },
+    }
+
+
+def from_environment() -> dict:
+    """The configuration LOG_FORMAT and LOG_LEVEL ask for: settings.LOGGING, and gunicorn's own loggers."""
+    return logging_config(env_str("LOG_FORMAT", "text"), env_str("LOG_LEVEL", "INFO").upper())
+
+
+def configure(config: dict) -> None:
+    """Apply a configuration (Django's LOGGING_CONFIG; the pools and beat instead of Celery's own set-up).
+
+    Python warnings become log records too, so no process writes a line that is not in the format.
+    """
+    logging.config.dictConfig(config)
+    logging.captureWarnings(True)
