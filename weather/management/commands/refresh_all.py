@@ -1,4 +1,4 @@
-"""`manage.py refresh_all [--wait]`: enqueue the refresh of every active city."""
+"""`manage.py refresh_all [--wait] [--if-empty]`: enqueue the refresh of every active city."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from tqdm import tqdm
 
 from routing.broker import BrokerUnavailableError
 from weather.dispatch import publishing
-from weather.models import RefreshRun
+from weather.models import RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 
 
@@ -21,8 +21,13 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--wait", action="store_true", help="follow the batches until all are done")
         parser.add_argument("--timeout", type=float, default=3600, help="seconds to wait at most")
+        parser.add_argument("--if-empty", action="store_true",
+                            help="only when no reading is stored yet (the first scripts/run's warm-up)")
 
     def handle(self, *args: object, **options: object) -> None:
+        if options["if_empty"] and WeatherData.objects.exists():
+            self.stdout.write("readings already stored: no warm-up refresh")
+            return
         try:
             with publishing():
                 result = update_all_weather_data.delay()
