@@ -47,8 +47,12 @@ def main() -> int:
     os.environ.update({**unlimited, "WEATHER_BATCH_SIZE": "20", "WEATHER_RETRY_BASE_SECONDS": "0.2",
                        "WEATHER_READ_TIMEOUT": "1.5"})
     kill_env = {"TASK_MAX_CRASHES": "20"}
-    free_tier = {"WEATHER_QUOTA_PER_MINUTE": "600", "WEATHER_QUOTA_PER_HOUR": "5000",
-                 "WEATHER_QUOTA_PER_DAY": "10000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
+    from weather import provider
+
+    free_tier = {"WEATHER_QUOTA_PER_MINUTE": str(provider.FREE_TIER_LOCATIONS_PER_MINUTE),
+                 "WEATHER_QUOTA_PER_HOUR": str(provider.FREE_TIER_LOCATIONS_PER_HOUR),
+                 "WEATHER_QUOTA_PER_DAY": str(provider.FREE_TIER_LOCATIONS_PER_DAY),
+                 "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
     from tools.measure import ROOT, machine, prepare, print_table, write_json
 
     prepare("faults")
