@@ -27,6 +27,8 @@ from django.db import connection, transaction
 from django.db.models import Q, Sum
 from django.utils import timezone
 
+import routing
+
 from .models import ProviderQuota, QuotaGrant
 
 PERIODS: tuple[tuple[str, timedelta], ...] = (
@@ -37,10 +39,10 @@ PERIODS: tuple[tuple[str, timedelta], ...] = (
 
 
 class Consumer(enum.StrEnum):
-    """Who asks for quota; only the interactive consumer may use the reserve."""
+    """Who asks for quota (the lanes that call the provider); only the interactive one may use the reserve."""
 
-    INTERACTIVE = "interactive"
-    BULK = "bulk"
+    INTERACTIVE = routing.INTERACTIVE.name
+    BULK = routing.BULK.name
 
 
 class QuotaExceededError(Exception):

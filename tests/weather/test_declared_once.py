@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import itertools
 from datetime import timedelta
 
@@ -12,6 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from routing import BULK, LANE_NAMES
 from server_config.env import parse_bool, parse_int
 from tools import simulator
+from tools.harness import ROOT
 from weather import provider, schedules
 from weather.services import WeatherService
 
@@ -53,6 +55,11 @@ def test_quota_defaults_are_the_providers_free_tier():
 def test_settings_name_lanes_through_routing():
     assert BULK.name == settings.CELERY_TASK_DEFAULT_QUEUE
     assert [queue.name for queue in settings.CELERY_TASK_QUEUES] == list(LANE_NAMES)
+    # And never by a literal of their own: a renamed lane must not leave a stale name behind.
+    for module in ("server_config/settings.py", "weather/quota.py", "weather/schedules.py"):
+        tree = ast.parse((ROOT / module).read_text())
+        literals = {node.value for node in ast.walk(tree) if isinstance(node, ast.Constant)}
+        assert not literals & set(LANE_NAMES), f"{module} spells a lane name: {literals & set(LANE_NAMES)}"
 
 
 @pytest.mark.parametrize(("raw", "value"), [("true", True), ("Off", False), (" 1 ", True)])

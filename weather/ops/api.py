@@ -8,7 +8,7 @@ from django.http import HttpRequest
 from ninja import Router, Schema
 
 from routing.broker import BrokerUnavailableError
-from weather.http import Problem, ProblemError
+from weather.http import BROKER_RETRY_AFTER_S, Problem, ProblemError
 
 from .status import lanes_status
 
@@ -34,4 +34,4 @@ def ops_queues(request: HttpRequest) -> dict:
     try:
         return lanes_status()
     except BrokerUnavailableError as error:
-        raise ProblemError(503, str(error)) from None
+        raise ProblemError(503, str(error), retry_after=BROKER_RETRY_AFTER_S) from None
