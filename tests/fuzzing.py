@@ -18,7 +18,7 @@ from django_celery_results.models import TaskResult
 from hypothesis import HealthCheck, Phase, settings
 from hypothesis import strategies as st
 
-from weather.models import City, DailySummary, PendingFetch, RateCounter, RefreshRun, WeatherData
+from weather.models import City, DailySummary, PendingFetch, RateWindow, RefreshRun, WeatherData
 
 # Derandomized, so every run (and CI) tries the same examples; no example database on disk, so a
 # failure prints a @reproduce_failure blob instead.
@@ -30,7 +30,7 @@ DB = settings(BASE, suppress_health_check=[HealthCheck.function_scoped_fixture])
 NO_SHRINK = (Phase.explicit, Phase.generate)
 
 # Every table a request could write to, directly or through a task it enqueues.
-WATCHED_MODELS = (City, WeatherData, DailySummary, PendingFetch, RateCounter, RefreshRun, TaskResult)
+WATCHED_MODELS = (City, WeatherData, DailySummary, PendingFetch, RateWindow, RefreshRun, TaskResult)
 
 # Integers stay well inside float range here; larger ones have a test of their own below.
 SCALARS = (
@@ -167,7 +167,7 @@ HEADERS = st.fixed_dictionaries({}, optional={
     "Origin": HEADER_VALUES,
     "Referer": HEADER_VALUES,
     "Cookie": HEADER_VALUES,
-})  # Not Content-Length: gunicorn refuses a malformed one itself, and the test client would hand it to Django raw.
+})  # Not Content-Length: the web server refuses a malformed one itself; the test client would hand it to Django raw.
 REQUEST_BODIES = st.one_of(
     st.binary(max_size=300),
     st.text(TEXT, max_size=200).map(str.encode),

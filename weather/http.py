@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
+from typing import Annotated
 
 from django.conf import settings
 from django.http import HttpRequest, JsonResponse
 from django.urls import reverse
 from ninja import Schema
+from pydantic import BeforeValidator
 
 from routing import Priority
 from routing.broker import BrokerBlockedError, BrokerUnavailableError
@@ -58,9 +60,27 @@ def problem_response(problem: ProblemError) -> JsonResponse:
     return error_response(problem.status, problem.message, problem.retry_after)
 
 
+# The largest id a row can have (PostgreSQL bigint); past it nothing exists.
+MAX_ID = 2**63 - 1
+
+
+def ascii_digits(value: object) -> object:
+    """Refuse a number written any way but ASCII digits (" 12", "+12", "1_2", "12.0", "١٢" all parse elsewhere)."""
+    if isinstance(value, str) and not (value.isascii() and value.isdigit()):
+        raise ValueError("expected ASCII digits only")
+    return value
+
+
+# An integer path or query parameter of the API, parsed as strictly as the dashboard parses its own.
+StrictInt = Annotated[int, BeforeValidator(ascii_digits)]
+
+
 def positive_int(raw: str) -> int | None:
     """ASCII digits only, within a database id's range; None for anything else."""
-    return int(raw) if raw.isascii() and raw.isdigit() and len(raw) < 19 else None
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > len(str(MAX_ID)):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= MAX_ID else None
 
 
 def search_term(raw: str) -> str:
@@ -68,11 +88,8 @@ def search_term(raw: str) -> str:
     return raw.replace("\x00", "").strip()[:100]
 
 
-def client_key(request: HttpRequest) -> str:
-    """The user when signed in, else the client address (behind NUM_TRUSTED_PROXIES proxies)."""
-    user = getattr(request, "user", None)
-    if user is not None and user.is_authenticated:
-        return f"user:{user.pk}"
+def client_address(request: HttpRequest) -> str:
+    """The client's address: the peer's, or behind NUM_TRUSTED_PROXIES proxies the one they saw (also django-axes')."""
     address = request.META.get("REMOTE_ADDR", "unknown")
     proxies = settings.NUM_TRUSTED_PROXIES
     if proxies:
@@ -83,7 +100,24 @@ def client_key(request: HttpRequest) -> str:
             # slipped in) would be a key the client controls. Then the proxy's own address is.
             with contextlib.suppress(ValueError):
                 address = str(ipaddress.ip_address(chain[-proxies]))
-    return f"ip:{address[:100]}"
+    return address[:100]
+
+
+def login_client_address(request: HttpRequest) -> str | None:
+    """client_address for django-axes, which stores it as an IP address: None where there is none to store."""
+    address = client_address(request)
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
+def client_key(request: HttpRequest) -> str:
+    """The user when signed in, else the client address (behind NUM_TRUSTED_PROXIES proxies)."""
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        return f"user:{user.pk}"
+    return f"ip:{client_address(request)}"
 
 
 def accepted(enqueued: Enqueued, **extra: object) -> dict:
@@ -109,7 +143,7 @@ def request_refresh(request: HttpRequest, city_id: int, priority: Priority) -> E
     """The refresh flow of the API and the dashboard: the city exists, the client is within its limit, enqueue."""
     if not City.objects.filter(pk=city_id).exists():
         raise unknown_city(city_id)
-    wait = hit(client_key(request), settings.REFRESH_RATE_LIMIT_PER_MINUTE)
+    wait = hit(client_key(request), settings.REFRESH_RATE_LIMIT_PER_MINUTE, settings.REFRESH_RATE_WINDOW_SECONDS)
     if wait is not None:
         raise ProblemError(429, "too many refresh requests; slow down", retry_after=wait)
     try:

@@ -206,19 +206,15 @@ class PendingFetch(models.Model):
         return f"fetch of {self.city_id} as {self.task_id}"
 
 
-class RateCounter(models.Model):
-    """Requests of one client in one fixed window, shared by every web process."""
+class RateWindow(models.Model):
+    """The times (epoch seconds) of one client's requests accepted within the last window (weather/ratelimit.py)."""
 
-    key = models.CharField(max_length=128)
-    window_start = models.DateTimeField()
-    count = models.PositiveIntegerField(default=0)
-
-    class Meta:
-        constraints = [models.UniqueConstraint(fields=["key", "window_start"], name="ratecounter_unique_window")]
-        indexes = [models.Index(fields=["window_start"], name="ratecounter_window_idx")]
+    key = models.CharField(max_length=128, unique=True)
+    hits = models.JSONField(default=list)
+    updated_at = models.DateTimeField(auto_now=True, db_index=True)
 
     def __str__(self) -> str:
-        return f"{self.key} @ {self.window_start:%H:%M}: {self.count}"
+        return f"{self.key}: {len(self.hits)} recent"
 
 
 class TaskAttempt(models.Model):

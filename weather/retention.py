@@ -11,7 +11,7 @@ from django.db.models import Model, QuerySet
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
-from .models import QuotaGrant, RateCounter, RefreshRun, TaskAttempt, WeatherData
+from .models import QuotaGrant, RateWindow, RefreshRun, TaskAttempt, WeatherData
 
 
 def delete_in_batches(
@@ -71,7 +71,7 @@ def cleanup(*, progress: dict | None = None, batch_size: int | None = None,
     for key, queryset in tables:
         if not delete_in_batches(queryset, progress, key, batch_size=batch_size, should_stop=should_stop):
             return progress
-    RateCounter.objects.filter(window_start__lt=now - timedelta(days=1)).delete()
+    RateWindow.objects.filter(updated_at__lt=now - timedelta(days=1)).delete()
     # Crash counters explain dead letters; keep them as long as the readings.
     TaskAttempt.objects.filter(last_started_at__lt=cutoff).delete()
     runs = RefreshRun.objects.filter(started_at__lt=cutoff)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from django.conf import settings
 
 from .provider import MAX_LOCATIONS_PER_REQUEST
 
+log = logging.getLogger(__name__)
+
 # A provider asking for a longer pause than this is answering nonsense.
 MAX_RETRY_AFTER_S = 3600.0
 CURRENT_FIELDS = ("temperature_2m", "relative_humidity_2m", "surface_pressure")
@@ -25,7 +28,12 @@ PRESSURE_RANGE_HPA = (300.0, 1100.0)
 
 
 class ProviderError(Exception):
-    """The provider could not give a usable answer."""
+    """The provider could not give a usable answer.
+
+    Its message is the project's own (what kind of failure, which status): it
+    reaches anyone holding the task id. What the provider said is logged by the
+    worker, never put in the message.
+    """
 
 
 class TransientProviderError(ProviderError):
@@ -95,6 +103,12 @@ def _reason(response: requests.Response) -> str:
     if isinstance(body, dict) and body.get("reason"):
         return str(body["reason"])[:200]
     return _text(response)
+
+
+def _said(message: str, upstream: str) -> str:
+    """Log what the provider said beside our message, and return our message alone for the error."""
+    log.warning("%s; the provider said: %r", message, upstream[:300])
+    return message
 
 
 def _number(current: dict, key: str, bounds: tuple[float, float]) -> float:
@@ -198,32 +212,31 @@ class WeatherService:
         try:
             response = self.session.get(self.base_url, params=params, timeout=self.timeout)
         except requests.Timeout as error:
-            raise TransientProviderError(f"provider timed out: {error}") from error
+            raise TransientProviderError(_said("provider timed out", str(error))) from error
         except requests.ConnectionError as error:
-            raise TransientProviderError(f"provider unreachable: {error}") from error
+            raise TransientProviderError(_said("provider unreachable", str(error))) from error
         except requests.RequestException as error:
-            raise PermanentProviderError(f"request could not be made: {error}") from error
+            raise PermanentProviderError(_said("provider request could not be made", str(error))) from error
         status = response.status_code
         if status == 429:
-            raise TransientProviderError(
-                f"provider rate limit (429): {_reason(response)}", retry_after=_retry_after(response), status=429
-            )
+            raise TransientProviderError(_said("provider rate limit (429)", _reason(response)),
+                                         retry_after=_retry_after(response), status=429)
         if status >= 500:
-            raise TransientProviderError(
-                f"provider error {status}: {_reason(response)}", retry_after=_retry_after(response), status=status
-            )
+            raise TransientProviderError(_said(f"provider error ({status})", _reason(response)),
+                                         retry_after=_retry_after(response), status=status)
         if status != 200:
-            raise PermanentProviderError(f"provider refused the request ({status}): {_reason(response)}")
+            raise PermanentProviderError(_said(f"provider refused the request ({status})", _reason(response)))
         try:
             body = response.json()
         except UNDECODABLE:
             # A body cut short or garbled on the way is a transport fault, like a 5xx:
             # the same request is likely to succeed again. Only a well-formed answer
             # that says something impossible is permanent.
-            raise TransientProviderError(f"provider body is not JSON: {_text(response, 80)!r}",
+            raise TransientProviderError(_said(f"provider body is not JSON ({status})", _text(response, 80)),
                                          status=status) from None
         if isinstance(body, dict) and body.get("error"):
-            raise PermanentProviderError(f"provider error: {str(body.get('reason', 'unknown'))[:200]}")
+            raise PermanentProviderError(_said(f"provider reported an error ({status})",
+                                               str(body.get("reason", "unknown"))))
         if not isinstance(body, (dict, list)):
             raise PermanentProviderError(f"provider body has an unexpected shape: {type(body).__name__}")
         return body

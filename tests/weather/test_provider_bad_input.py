@@ -26,7 +26,7 @@ from tests.fuzzing import (
     _json_bytes,
     outcome_of,
 )
-from weather.models import City, DailySummary, PendingFetch, RateCounter, RefreshRun, WeatherData
+from weather.models import City, DailySummary, PendingFetch, RateWindow, RefreshRun, WeatherData
 from weather.services import (
     CURRENT_FIELDS,
     HUMIDITY_RANGE_PCT,
@@ -49,7 +49,7 @@ RANGES = {
     "pressure": PRESSURE_RANGE_HPA,
 }
 # Every table a request could write to, directly or through a task it enqueues.
-WATCHED_MODELS = (City, WeatherData, DailySummary, PendingFetch, RateCounter, RefreshRun, TaskResult)
+WATCHED_MODELS = (City, WeatherData, DailySummary, PendingFetch, RateWindow, RefreshRun, TaskResult)
 
 
 

@@ -86,10 +86,12 @@ def test_one_bad_location_does_not_sink_the_batch(client, sim):
     assert all(isinstance(r, Reading) for r in results[1:])
 
 
-def test_provider_refusal_is_permanent(sim):
+def test_provider_refusal_is_permanent_and_its_reason_stays_in_the_log(sim, caplog):
     client = WeatherService(sim.url, timeout=(1.0, 1.0))
-    with pytest.raises(PermanentProviderError, match="Latitude must be in range"):
+    with caplog.at_level("WARNING", logger="weather.services"), pytest.raises(PermanentProviderError) as refused:
         client.get_current(Location(95.0, 0.0))
+    assert str(refused.value) == "provider refused the request (400)"
+    assert "Latitude must be in range" in caplog.text
 
 
 def test_unreachable_provider_is_transient():
@@ -136,3 +138,18 @@ def test_upsert_is_idempotent():
     rows = list(WeatherData.objects.filter(city=city))
     assert len(rows) == 1
     assert (rows[0].temperature, rows[0].humidity) == (3.5, 81.0)
+
+
+@pytest.mark.parametrize(("fault", "upstream", "ours"), [
+    ("error", "Internal server error (injected)", "provider error (500)"),
+    ("rate_limit", "Minutely API request limit exceeded", "provider rate limit (429)"),
+    ("malformed", '{"latitude": 52.5', "provider body is not JSON (200)"),
+])
+def test_the_error_says_our_words_and_the_log_keeps_what_the_provider_said(client, sim, caplog, fault, upstream,
+                                                                           ours):
+    # The message reaches anyone holding the task id; the provider's text stays in the worker's log.
+    sim.script(fault)
+    with caplog.at_level("WARNING", logger="weather.services"), pytest.raises(TransientProviderError) as caught:
+        client.get_current_many([PARIS])
+    assert str(caught.value) == ours
+    assert upstream in caplog.text

@@ -1,5 +1,6 @@
 """Tasks run by real Celery workers consuming from RabbitMQ, on the test PostgreSQL database."""
 
+import json
 from datetime import timedelta
 
 import pytest
@@ -95,6 +96,15 @@ def test_permanent_fault_fails_readably_without_a_row(live, sim):
     assert "outside the physical range" in body["error"]
     assert sim.stats()["requests"] == 1, "a permanent error is not retried"
     assert not WeatherData.objects.filter(city=city).exists()
+
+
+def test_a_provider_failure_shows_our_message_not_the_providers_text(live, sim):
+    city = make_city()
+    sim.script(*["error"] * (fetch_weather_for_city.max_retries + 1))
+    body = refresh_and_wait(Client(), city.pk)
+    assert body["state"] == "FAILURE"
+    assert body["error"] == "TransientProviderError: provider error (500)"
+    assert "injected" not in json.dumps(body), "the provider's own words stay in the worker's log"
 
 
 def test_city_deleted_after_enqueue_fails_with_a_clear_error(live, sim):

@@ -7,7 +7,7 @@ from django.http import HttpRequest
 from ninja import Path, Query, Router, Status
 
 from routing import Priority
-from weather.http import ProblemError, accepted, request_refresh, search_term, unknown_city
+from weather.http import MAX_ID, ProblemError, StrictInt, accepted, request_refresh, search_term, unknown_city
 from weather.listing import LATEST_FIELDS, matching, page_with_latest
 from weather.models import City, WeatherData
 
@@ -17,15 +17,13 @@ router = Router(tags=["cities"])
 
 MAX_PAGE_SIZE = 200
 DEFAULT_PAGE_SIZE = 50
-# The largest id a city can have (PostgreSQL bigint); past it no city exists.
-MAX_ID = 2**63 - 1
 CityId = Path(..., ge=1, le=MAX_ID, description="the city's id")
 
 
 @router.get("/", response={200: CityPage, 400: Problem, 404: Problem}, operation_id="city_list",
             url_name="city_list")
-def city_list(request: HttpRequest, page: int = Query(1, ge=1, le=MAX_ID),
-              page_size: int = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
+def city_list(request: HttpRequest, page: StrictInt = Query(1, ge=1, le=MAX_ID),
+              page_size: StrictInt = Query(DEFAULT_PAGE_SIZE, ge=1, le=MAX_PAGE_SIZE),
               q: str = Query("", max_length=1000, description="part of the city's name")) -> dict:
     """Cities with their latest reading, by name, a page at a time (?page=, ?page_size=, ?q=)."""
     paginator = Paginator(matching(search_term(q)).order_by("name", "pk"), page_size)
@@ -48,7 +46,7 @@ def city_list(request: HttpRequest, page: int = Query(1, ge=1, le=MAX_ID),
 
 @router.get("/{city_id}", response={200: CityDetail, 400: Problem, 404: Problem}, operation_id="city_detail",
             url_name="city_detail")
-def city_detail(request: HttpRequest, city_id: int = CityId) -> dict:
+def city_detail(request: HttpRequest, city_id: StrictInt = CityId) -> dict:
     """One city with its latest reading."""
     city = City.objects.filter(pk=city_id).first()
     if city is None:
@@ -61,7 +59,7 @@ def city_detail(request: HttpRequest, city_id: int = CityId) -> dict:
 @router.post("/{city_id}/refresh",
              response={202: RefreshAccepted, 400: Problem, 404: Problem, 429: Problem, 503: Problem},
              operation_id="city_refresh", url_name="city_refresh", openapi_extra=FOLLOW_TASK)
-def city_refresh(request: HttpRequest, city_id: int = CityId) -> Status:
+def city_refresh(request: HttpRequest, city_id: StrictInt = CityId) -> Status:
     """Queue a fetch of the city's current weather at API priority; 202 with the task to follow.
 
     Open to anonymous clients: a per-client rate limit, one fetch per city at a

@@ -144,3 +144,28 @@ def test_an_id_with_a_slash_is_answered_in_json(no_publish: None, head: str, tai
     url = template.format(quote(f"{head}/{tail}", safe=""))
     method = "POST" if url.endswith("/refresh") else "GET"
     assert_refused_cleanly(request_writes_nothing(lambda: Client().generic(method, url)), url)
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("day", ["9999-12-31", "20200101", "2020-W01-1", "1900-01-01", "2020-001"])
+def test_daily_summary_refuses_compact_and_out_of_range_days(no_publish: None, day: str) -> None:
+    # date.fromisoformat takes all of these; a start must be a YYYY-MM-DD within the readings kept.
+    staff, _ = User.objects.get_or_create(username="etl-operator", defaults={"is_staff": True})
+    client = Client()
+    client.force_login(staff)
+    response = client.post(f"/api/etl/daily-summary?{urlencode({'day': day})}")
+    assert response.status_code == 400, (day, response.content)
+    assert "error" in response.json()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", ["+1", "1_0", " 1", "1 ", "1.0", "\uff11", "0x1"])
+def test_ids_and_pages_are_ascii_digits_only(no_publish: None, number: str) -> None:
+    # Parsed as the dashboard parses them: what int() or pydantic would also take is refused here.
+    City.objects.create(pk=1, name="One", country_code="FR", latitude=1.0, longitude=1.0)
+    City.objects.create(pk=10, name="Ten", country_code="FR", latitude=1.0, longitude=1.0)
+    segment = quote(number, safe="")
+    assert Client().get(f"/api/cities/{segment}").status_code == 404, number
+    assert Client().post(f"/api/cities/{segment}/refresh").status_code == 404, number
+    assert Client().get(f"/api/cities/?{urlencode({'page': number})}").status_code == 400, number
+    assert Client().get(f"/api/cities/?{urlencode({'page_size': number})}").status_code == 400, number
