@@ -6,6 +6,7 @@ from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 import routing
@@ -73,14 +74,19 @@ INSTALLED_APPS = [
     "django_celery_beat",
     # Listed so /api/docs is rendered with the package's own Swagger UI files, not a CDN's.
     "ninja",
+    # Failed logins counted per client and per username; lockouts listed in the admin and on /ops/.
+    "axes",
     "weather",
 ]
 
 MIDDLEWARE = [
     # Outermost: every response, probes included, carries a request id and gets one access line.
     "weather.requestlog.RequestContextMiddleware",
+    # HEAD answers carry the GET's headers and no body, whatever the server under us does.
+    "weather.middleware.HeadWithoutBodyMiddleware",
     "weather.ops.middleware.ProbeMiddleware",  # first: probes skip host checks and the HTTPS redirect
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     # Static files straight after the security headers, before sessions and CSRF do any work.
     "whitenoise.middleware.WhiteNoiseMiddleware",
     # Before anything reads request.GET or request.POST (CSRF does, for POSTs).
@@ -92,7 +98,40 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last, as django-axes requires: it answers a locked-out login before the view runs.
+    "axes.middleware.AxesMiddleware",
 ]
+
+# Every HTML page: scripts and styles from this site's own files only (the dashboard's
+# script and the pages' stylesheet are static files), nothing framed, no plugins.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": [SELF],
+        "script-src": [SELF],
+        "style-src": [SELF],
+        "img-src": [SELF, "data:"],
+        "connect-src": [SELF],
+        "object-src": [NONE],
+        "base-uri": [NONE],
+        "form-action": [SELF],
+        "frame-ancestors": [NONE],
+    },
+}
+
+# Password guessing: after LOGIN_FAILURE_LIMIT failures a client address is locked out of
+# every login, and so is a username from every address, for LOGIN_LOCKOUT_MINUTES (or until
+# `manage.py axes_reset_ip <address>` / `axes_reset_username <name>`). A correct password
+# does not get through a lockout.
+AUTHENTICATION_BACKENDS = [
+    "axes.backends.AxesStandaloneBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
+AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+# The same client address as the rate limit: behind NUM_TRUSTED_PROXIES proxies, the one they saw.
+AXES_CLIENT_IP_CALLABLE = "weather.http.login_client_address"
+AXES_RESET_ON_SUCCESS = True
 
 ROOT_URLCONF = "server_config.urls"
 WSGI_APPLICATION = "server_config.wsgi.application"
@@ -157,7 +196,7 @@ USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
 STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
-# Served by WhiteNoise in every run mode (gunicorn included): compressed, with
+# Served by WhiteNoise in every run mode (the production web server included): compressed, with
 # content-hashed names cached for a year. `collectstatic` fills STATIC_ROOT first
 # (Dockerfile, scripts/run, the release step, scripts/test).
 STORAGES = {
@@ -165,13 +204,15 @@ STORAGES = {
     "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
 }
 
-# LOG_FORMAT=text|json and LOG_LEVEL, alike in web, gunicorn, pools and beat: each line
+# LOG_FORMAT=text|json and LOG_LEVEL, alike in the web server, the app, pools and beat: each line
 # carries the request id and the task's id, name, lane and retry (server_config/logsetup.py).
 LOGGING_CONFIG = "server_config.logsetup.configure"
 LOGGING = logsetup.from_environment()
 
 # Refresh requests a client may make per minute (all web processes together).
 REFRESH_RATE_LIMIT_PER_MINUTE = env_int("REFRESH_RATE_LIMIT_PER_MINUTE", 30, minimum=1)
+# The span that limit counts over, sliding (60: a minute; tests shorten it to cross a boundary quickly).
+REFRESH_RATE_WINDOW_SECONDS = env_int("REFRESH_RATE_WINDOW_SECONDS", 60, minimum=1)
 # Proxies in front of the web process that append to X-Forwarded-For (0: trust none).
 NUM_TRUSTED_PROXIES = env_int("NUM_TRUSTED_PROXIES", 0, minimum=0)
 

@@ -102,3 +102,24 @@ def bind_running_task(task_id: str | None = None, task: Any = None, **_: Any) ->
 def unbind_task(**_: Any) -> None:
     """The task ended."""
     clear_task()
+
+
+class ShortSecurityLines(logging.Filter):
+    """django.security.* records as one short line: a hostile Host header (8 KB) is not written out, nor a traceback.
+
+    Django logs a disallowed host with the whole header, twice, and the exception's
+    traceback: a client could make each of its requests cost several times its size
+    in the log.
+    """
+
+    MAX_CHARS = 200
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Truncate the message and drop the traceback of security records; leave the others alone."""
+        if record.name.startswith("django.security."):
+            message = record.getMessage()
+            record.msg = message if len(message) <= self.MAX_CHARS else f"{message[:self.MAX_CHARS]}... (truncated)"
+            record.args = None
+            record.exc_info = None
+            record.exc_text = None
+        return True

@@ -1,4 +1,4 @@
-"""Request hygiene for every surface: a declared charset never garbles or crashes a request."""
+"""Request hygiene for every surface: a declared charset never garbles or crashes a request; HEAD has no body."""
 
 from __future__ import annotations
 
@@ -70,3 +70,32 @@ class CharsetGuardMiddleware:
             status, content_type, body = _refusal(request.path, charset)
             return HttpResponse(body, status=status, content_type=content_type)
         return self.get_response(request)
+
+
+class HeadWithoutBodyMiddleware:
+    """A HEAD answer is the GET's status and headers without its body (RFC 9110, 9.3.2), on every route.
+
+    Django's development server drops the body itself; a production server may send
+    whatever the view wrote. Content-Length keeps the GET's length, as the RFC allows.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        if request.method != "HEAD":
+            return self.get_response(request)
+        # Every GET resource answers HEAD: the API's routes (django-ninja) know only GET.
+        request.method = "GET"
+        try:
+            response = self.get_response(request)
+        finally:
+            request.method = "HEAD"
+        if response.streaming:
+            # WhiteNoise's static files (and any stream): close the file without reading it.
+            response.close()
+            response.streaming_content = []
+        else:
+            response["Content-Length"] = str(len(response.content))
+            response.content = b""
+        return response

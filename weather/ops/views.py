@@ -1,4 +1,4 @@
-"""The operator's page (staff): doctor, lanes, pools, outcomes, schedules and dead letters at a glance."""
+"""The operator's page (staff): doctor, lanes, pools, outcomes, schedules, dead letters and login lockouts."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from django.views.decorators.http import require_safe
 from routing.broker import BrokerUnavailableError
 
 from .doctor.checkup import recent_findings
+from .lockouts import current_lockouts
 from .status import lanes_status
 
 
@@ -17,9 +18,9 @@ from .status import lanes_status
 @require_safe
 def ops(request: HttpRequest) -> HttpResponse:
     """Lanes, pools, outcomes, schedules and dead letters at a glance; 503 naming the broker when it is away."""
-    doctor = recent_findings()
+    context = {"doctor": recent_findings(), "lockouts": current_lockouts()}
     try:
-        status = lanes_status()
+        context["status"] = lanes_status()
     except BrokerUnavailableError as error:
-        return render(request, "weather/ops.html", {"error": str(error), "doctor": doctor}, status=503)
-    return render(request, "weather/ops.html", {"status": status, "doctor": doctor})
+        return render(request, "weather/ops.html", {**context, "error": str(error)}, status=503)
+    return render(request, "weather/ops.html", context)

@@ -39,6 +39,10 @@ def browser_page(monkeypatch):
         context = browser.new_context(viewport={"width": 1280, "height": 800})
         page = context.new_page()
         page.set_default_timeout(20_000)
+        # Whatever the Content-Security-Policy blocks, Chromium reports on the console.
+        page.csp_violations = []
+        page.on("console", lambda message: "Content Security Policy" in message.text
+                and page.csp_violations.append(f"{page.url}: {message.text}"))
         try:
             yield page
         finally:
@@ -107,3 +111,5 @@ def test_dashboard_refresh_and_operations_in_a_real_browser(live, sim, live_serv
             "() => [...document.styleSheets].filter(s => s.href).map(s => ({href: s.href, rules: s.cssRules.length}))")
         assert any(sheet in s["href"] and s["rules"] > 0 for s in sheets), (path, sheets)
         page.screenshot(path=str(ARTIFACTS / f"{path.strip('/').replace('/', '-')}.png"), full_page=True)
+    # Every page above ran under its enforced Content-Security-Policy, and nothing was blocked.
+    assert page.csp_violations == []
