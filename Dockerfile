@@ -23,4 +23,4 @@ EXPOSE 8000
 # The web role answers /healthz; worker roles override this in docker-compose.yml.
 HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD python -c "import urllib.request,sys; urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=4)" || exit 1
-CMD ["gunicorn", "--config", "python:server_config.gunicorn_conf", "server_config.wsgi"]
+CMD ["python", "-m", "server_config.serve"]

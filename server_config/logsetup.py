@@ -1,4 +1,4 @@
-"""The one logging configuration of every process (web, gunicorn, pools, beat): text, or one JSON object a line."""
+"""The one logging configuration of every process (web server, app, pools, beat): text, or one JSON object a line."""
 
 from __future__ import annotations
 
@@ -37,23 +37,23 @@ def logging_config(log_format: str, level: str) -> dict:
     return {
         "version": 1,
         "disable_existing_loggers": False,
-        "filters": {"context": {"()": "weather.logcontext.ContextFilter"}},
+        "filters": {
+            "context": {"()": "weather.logcontext.ContextFilter"},
+            "short_security": {"()": "weather.logcontext.ShortSecurityLines"},
+        },
         "formatters": {log_format: formatters[log_format]},
         "handlers": {
-            "console": {"class": "logging.StreamHandler", "formatter": log_format, "filters": ["context"]},
+            "console": {"class": "logging.StreamHandler", "formatter": log_format,
+                        "filters": ["context", "short_security"]},
         },
         "root": {"handlers": ["console"], "level": level},
-        "loggers": {
-            # gunicorn's own loggers (its config file applies this dict) through the same handler;
-            # the access line is the app's own (f_brain.access), which carries the request id.
-            "gunicorn.error": {"handlers": ["console"], "level": level, "propagate": False},
-            "gunicorn.access": {"handlers": [], "level": "WARNING", "propagate": False},
-        },
+        # The web server's own loggers (granian applies this dict too) go through the same handler.
+        "loggers": {"_granian": {"level": level}},
     }
 
 
 def from_environment() -> dict:
-    """The configuration LOG_FORMAT and LOG_LEVEL ask for: settings.LOGGING, and gunicorn's own loggers."""
+    """The configuration LOG_FORMAT and LOG_LEVEL ask for: settings.LOGGING, and the web server's own loggers."""
     return logging_config(env_str("LOG_FORMAT", "text"), env_str("LOG_LEVEL", "INFO").upper())
 
 

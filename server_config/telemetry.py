@@ -69,7 +69,7 @@ def _resource(role: str) -> Resource:
 def start_tracing(role: str, processor: SpanProcessor | None = None) -> TracerProvider | None:
     """Trace this process (web, a pool's child, beat) if the environment asks for it, or into `processor`.
 
-    Call it after a fork (gunicorn's workers, a pool's children): the batch
+    Call it after a fork (the web server's workers, a pool's children): the batch
     processor's export thread does not survive one.
     """
     global _provider

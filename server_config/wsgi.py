@@ -1,4 +1,4 @@
-"""WSGI entry point for gunicorn."""
+"""The WSGI application the web server (server_config/serve.py) runs."""
 
 import os
 

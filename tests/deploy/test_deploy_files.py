@@ -56,8 +56,23 @@ def test_compose_services_match_the_registry():
     assert beats == ["beat"]
     assert services["flower"]["profiles"] == ["monitoring"]
     assert "basic-auth" in " ".join(services["flower"]["command"])
-    images = {svc.get("image") for name, svc in services.items() if name not in ("db", "rabbitmq")}
+    images = {svc.get("image") for name, svc in services.items() if name not in ("db", "rabbitmq", "edge")}
     assert images == {"f-brain:latest"}
+    # Clients reach the web server only through the edge, which reads each request whole first.
+    assert "ports" not in services["web"]
+    assert services["web"]["environment"]["NUM_TRUSTED_PROXIES"] == "1"
+    published = [name for name, svc in services.items() if svc.get("ports") and name != "flower"]
+    assert published == ["edge"]
+
+
+def test_the_compose_edge_renders_the_template_the_tests_run():
+    edge = _compose()["services"]["edge"]
+    template = ROOT / "deploy" / "nginx" / "default.conf.template"
+    assert f"./{template.relative_to(ROOT)}:/etc/nginx/templates/default.conf.template:ro" in edge["volumes"]
+    # Every placeholder of the template is given by compose, and nothing else is.
+    placeholders = set(re.findall(r"\$\{([A-Z_]+)\}", template.read_text()))
+    assert placeholders == set(edge["environment"])
+    assert edge["environment"]["WEB_UPSTREAM"] == "web:8000"
 
 
 

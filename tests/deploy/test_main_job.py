@@ -155,7 +155,7 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_
                         and b, timeout=60, interval=0.3, what="the refresh to finish")
         assert done["state"] == "SUCCESS", done
         assert _get(f"{base}/api/cities/{city_id}")[1]["latest"]["temperature"] == done["result"]["temperature"]
-        # The simulator is the tools' one, and gunicorn serves the admin's stylesheet (WhiteNoise).
+        # The simulator is the tools' one, and the web server serves the admin's stylesheet (WhiteNoise).
         assert "weather simulator serving" in (tmp_path / "var" / "simulator.log").read_text()
         with urllib.request.urlopen(f"{base}/admin/login/", timeout=5) as response:
             login = response.read().decode()

@@ -27,7 +27,7 @@ def _pins(name: str) -> dict[str, str]:
 def test_the_runtime_set_holds_no_test_or_lint_tool():
     runtime = _pins("requirements.txt")
     assert not DEVELOPMENT_ONLY & set(runtime), sorted(DEVELOPMENT_ONLY & set(runtime))
-    assert {"django", "celery", "gunicorn", "django-ninja", "whitenoise"} <= set(runtime)
+    assert {"django", "celery", "granian", "django-ninja", "whitenoise"} <= set(runtime)
 
 
 def test_development_includes_runtime_and_pins_each_package_once():

@@ -1,0 +1,234 @@
+"""Hostile clients against the web tier as deployed: the real web server and the nginx edge, on loopback.
+
+Every attack is bounded in connections and seconds and targets only the
+servers this module starts.
+"""
+
+from __future__ import annotations
+
+import http.client
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import User
+from django.test import Client
+
+from tests.factories import make_city
+from tools.harness import ROOT, purge_lanes
+from tools.web_tier import WebTier, web_tier
+
+pytestmark = pytest.mark.integration
+
+# Short enough for the tests to cross them; the edge's own timeouts are those of deploy/nginx/.
+WEB_HEADER_TIMEOUT_S = 3
+EDGE_HEADER_TIMEOUT_S = 5
+EDGE_BODY_TIMEOUT_S = 10
+RATE_LIMIT, RATE_WINDOW_S = 5, 4
+LOGIN_FAILURES = 3
+ATTACKERS = 10
+
+
+@pytest.fixture(scope="module")
+def tier(pools) -> Iterator[WebTier]:
+    env = {**pools.env, "WEB_HEADER_TIMEOUT_MS": str(WEB_HEADER_TIMEOUT_S * 1000),
+           "REFRESH_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT), "REFRESH_RATE_WINDOW_SECONDS": str(RATE_WINDOW_S),
+           "LOGIN_FAILURE_LIMIT": str(LOGIN_FAILURES), "NUM_TRUSTED_PROXIES": "1"}
+    with web_tier(env) as running:
+        yield running
+    purge_lanes()
+
+
+def _address(base: str) -> tuple[str, int]:
+    parts = urllib.parse.urlsplit(base)
+    return parts.hostname, parts.port
+
+
+@dataclass
+class Held:
+    """How a slow connection ended: after how long, and with what the server said (b"" for nothing)."""
+
+    seconds: float
+    answer: bytes
+
+
+def _hold(base: str, head: bytes, trickle: bytes | None, give_up_s: float) -> Held:
+    """Send `head`, then `trickle` once a second (or nothing), until the server closes or `give_up_s` passes."""
+    started = time.monotonic()
+    with socket.create_connection(_address(base), timeout=1) as conn:
+        conn.sendall(head)
+        answer = b""
+        while time.monotonic() - started < give_up_s:
+            try:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break  # the server closed the connection
+                answer += chunk
+                break
+            except TimeoutError:
+                pass
+            if trickle:
+                try:
+                    conn.sendall(trickle)
+                except OSError:
+                    break
+    return Held(time.monotonic() - started, answer)
+
+
+def _status(answer: bytes) -> int | None:
+    return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else None
+
+
+def _timed(base: str, method: str, path: str, **kwargs: object) -> tuple[int, float, bytes, http.client.HTTPResponse]:
+    host, port = _address(base)
+    started = time.monotonic()
+    conn = http.client.HTTPConnection(host, port, timeout=5)
+    try:
+        conn.request(method, path, **kwargs)
+        response = conn.getresponse()
+        body = response.read()
+        return response.status, time.monotonic() - started, body, response
+    finally:
+        conn.close()
+
+
+SLOW_HEADERS = b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+
+
+def _slow_body(path: str) -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/x-www-form-urlencoded\r\n"
+            f"Content-Length: 1000\r\n\r\n").encode() + b"a=" + b"x" * 8
+
+
+def test_slow_headers_and_bodies_do_not_stall_the_tier(tier, live):
+    city = make_city()
+    with ThreadPoolExecutor(max_workers=2 * ATTACKERS) as attackers:
+        headers = [attackers.submit(_hold, tier.edge, SLOW_HEADERS, b"X-Slow: 1\r\n", 20) for _ in range(ATTACKERS)]
+        # Dashboard POSTs whose body never arrives.
+        bodies = [attackers.submit(_hold, tier.edge, _slow_body(f"/cities/{city.pk}/refresh"), None, 20)
+                  for _ in range(ATTACKERS)]
+        time.sleep(1)
+        slowest = 0.0
+        until = time.monotonic() + 6
+        while time.monotonic() < until:
+            for path in ("/healthz", "/readyz"):
+                status, seconds, _, _ = _timed(tier.edge, "GET", path)
+                assert status == 200, path
+                slowest = max(slowest, seconds)
+            time.sleep(0.3)
+        status, seconds, body, _ = _timed(tier.edge, "POST", f"/api/cities/{city.pk}/refresh")
+        assert status == 202, body
+        assert seconds < 1, seconds
+        header_ends = [f.result(timeout=30) for f in headers]
+        body_ends = [f.result(timeout=30) for f in bodies]
+    assert slowest < 1, f"a probe took {slowest:.2f} s while slow clients held connections"
+    for held in header_ends:
+        # Dropped at the edge's header timeout, with no answer (nginx logs it as 408).
+        assert EDGE_HEADER_TIMEOUT_S - 1 <= held.seconds <= EDGE_HEADER_TIMEOUT_S + 2, held
+        assert (_status(held.answer) or 400) < 500, held
+    for held in body_ends:
+        # The app never saw these: the edge drops a body that pauses past its body timeout.
+        assert EDGE_BODY_TIMEOUT_S - 1 <= held.seconds <= EDGE_BODY_TIMEOUT_S + 3, held
+        assert (_status(held.answer) or 400) < 500, held
+    assert "POST /cities/" not in tier.web_log.read_text(), "a half-sent body reached the app"
+
+
+def test_the_web_server_alone_drops_slow_headers_and_keeps_answering(tier, live):
+    # scripts/run and a PaaS dyno run the web server without the edge.
+    with ThreadPoolExecutor(max_workers=ATTACKERS) as attackers:
+        held = [attackers.submit(_hold, tier.web, SLOW_HEADERS, b"X-Slow: 1\r\n", 15) for _ in range(ATTACKERS)]
+        time.sleep(1)
+        for _ in range(5):
+            status, seconds, _, _ = _timed(tier.web, "GET", "/healthz")
+            assert (status, seconds < 1) == (200, True), seconds
+            time.sleep(0.3)
+        ends = [f.result(timeout=30) for f in held]
+    for end in ends:
+        assert WEB_HEADER_TIMEOUT_S - 1 <= end.seconds <= WEB_HEADER_TIMEOUT_S + 2, end
+        assert (_status(end.answer) or 400) < 500, end
+
+
+def test_head_answers_carry_no_body(tier, live):
+    make_city()
+    for path in ("/", "/healthz", "/api/cities/", "/admin/login/"):
+        status, _, body, response = _timed(tier.web, "HEAD", path)
+        get_status, _, get_body, _ = _timed(tier.web, "GET", path)
+        assert (status, body) == (get_status, b""), path
+        assert int(response.headers["Content-Length"]) == len(get_body), path
+
+
+def test_a_burst_across_a_window_boundary_admits_no_more_than_the_limit(tier, live):
+    city = make_city()
+    # Start just before a window boundary of the clock: a fixed window would admit the
+    # limit on each side of it.
+    while not 0.85 * RATE_WINDOW_S <= time.time() % RATE_WINDOW_S < 0.9 * RATE_WINDOW_S:
+        time.sleep(0.01)
+    statuses = []
+    for _ in range(2 * RATE_LIMIT):
+        statuses.append(_timed(tier.edge, "POST", f"/api/cities/{city.pk}/refresh")[0])
+        time.sleep(0.1)
+    assert statuses.count(202) == RATE_LIMIT, statuses
+    assert set(statuses) == {202, 429}, statuses
+
+
+def _admin_login(base: str, password: str) -> int:
+    """One try at the admin login form, as a browser makes it; the status of the answer to the POST."""
+    _, _, page, response = _timed(base, "GET", "/admin/login/")
+    token = page.decode().split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
+    cookie = response.headers["Set-Cookie"].split(";", 1)[0]
+    form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "admin", "password": password,
+                                   "next": "/admin/"})
+    return _timed(base, "POST", "/admin/login/", body=form, headers={
+        "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, "Referer": f"{base}/admin/login/"})[0]
+
+
+def test_password_guessing_is_locked_out_until_an_operator_unlocks(tier, live, settings):
+    settings.AXES_FAILURE_LIMIT = LOGIN_FAILURES  # as the served processes have it, for /ops/ here
+    User.objects.create_superuser("admin", password="the-right-password-42")
+    # The form again after each wrong password, until the one that reaches the limit locks the login.
+    tries = [_admin_login(tier.edge, f"guess-{n}") for n in range(LOGIN_FAILURES)]
+    assert tries == [200] * (LOGIN_FAILURES - 1) + [429]
+    # The right password no longer gets in: the account and this address are locked out.
+    assert _admin_login(tier.edge, "the-right-password-42") == 429
+    # The operator sees it on /ops/ ...
+    staff = Client()
+    staff.force_login(User.objects.create_user("operator", is_staff=True))
+    page = staff.get("/ops/").content.decode()
+    assert "axes_reset_username admin" in page
+    assert "axes_reset_ip 127.0.0.1" in page
+    # ... and unlocks it from a shell.
+    env = {**live.env, "LOGIN_FAILURE_LIMIT": str(LOGIN_FAILURES)}
+    for command in (["axes_reset_username", "admin"], ["axes_reset_ip", "127.0.0.1"]):
+        subprocess.run([sys.executable, "manage.py", *command], cwd=ROOT, env=env, check=True, timeout=60,
+                       capture_output=True)
+    assert _admin_login(tier.edge, "the-right-password-42") == 302
+
+
+def test_every_html_page_carries_a_content_security_policy(tier, live):
+    for path in ("/", "/admin/login/", "/api/docs"):
+        status, _, _, response = _timed(tier.edge, "GET", path)
+        assert status == 200, path
+        policy = response.headers["Content-Security-Policy"]
+        assert "script-src 'self'" in policy, path
+        assert "unsafe-inline" not in policy, path
+
+
+def test_a_huge_host_header_is_one_short_log_line(tier, live):
+    before = tier.web_log.read_text()
+    host = "h" * 8000 + ".example"
+    status, _, _, _ = _timed(tier.web, "GET", "/", headers={"Host": host})
+    assert status == 400
+    time_limit = time.monotonic() + 5
+    while host[:100] not in tier.web_log.read_text()[len(before):] and time.monotonic() < time_limit:
+        time.sleep(0.1)
+    new = tier.web_log.read_text()[len(before):]
+    lines = [line for line in new.splitlines() if "h" * 50 in line]
+    assert len(lines) == 1, new[:3000]
+    assert len(lines[0]) < 600, lines[0][:700]
+    assert "Traceback" not in new
