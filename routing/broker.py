@@ -28,6 +28,15 @@ BROKER_ERRORS: tuple[type[Exception], ...] = (KombuError, AMQPError, OSError)
 CONNECT_TIMEOUT_S = 3.0
 
 
+def failure_detection_bound(heartbeat_s: int) -> int:
+    """Seconds within which RabbitMQ requeues what a vanished worker held, for a given heartbeat.
+
+    RabbitMQ declares a silent peer dead after missing its heartbeats: 3 intervals
+    after the cut, measured (tests/workers/test_multihost.py); one more of margin.
+    """
+    return 4 * heartbeat_s
+
+
 class BrokerUnavailableError(RuntimeError):
     """The broker could not be reached, or did not accept what was asked of it."""
 

@@ -48,7 +48,11 @@ def logging_config(log_format: str, level: str) -> dict:
         },
         "root": {"handlers": ["console"], "level": level},
         # The web server's own loggers (granian applies this dict too) go through the same handler.
-        "loggers": {"_granian": {"level": level}},
+        "loggers": {
+            "_granian": {"level": level},
+            # django-axes announces itself on every start of every process, manage.py commands included.
+            "axes.apps": {"level": "WARNING"},
+        },
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -150,6 +151,12 @@ TEMPLATES = [
     },
 ]
 
+# A peer that vanishes (a host cut off, a broker or database gone without closing):
+# probe an idle connection after KEEPALIVE_IDLE_S, then every KEEPALIVE_INTERVAL_S, and
+# give up after KEEPALIVE_PROBES unanswered probes (found dead within 25 s), for the
+# database and the broker alike.
+KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 10, 5, 3
+
 # --- Database -----------------------------------------------------------------
 if env_bool("USE_POSTGRES", False):
     refuse_placeholder("POSTGRES_PASSWORD", env_str("POSTGRES_PASSWORD"))
@@ -162,7 +169,13 @@ if env_bool("USE_POSTGRES", False):
             "HOST": env_str("POSTGRES_HOST", "localhost"),
             "PORT": env_str("POSTGRES_PORT", "5432"),
             # Fail fast when PostgreSQL is away, so tasks retry instead of hanging.
-            "OPTIONS": {"connect_timeout": env_int("POSTGRES_CONNECT_TIMEOUT", 5, minimum=1)},
+            "OPTIONS": {
+                "connect_timeout": env_int("POSTGRES_CONNECT_TIMEOUT", 5, minimum=1),
+                "keepalives": 1,
+                "keepalives_idle": KEEPALIVE_IDLE_S,
+                "keepalives_interval": KEEPALIVE_INTERVAL_S,
+                "keepalives_count": KEEPALIVE_PROBES,
+            },
             "CONN_HEALTH_CHECKS": True,
         }
     }
@@ -255,7 +268,8 @@ if not DEBUG:
     if _broker.username == "guest" and _broker.hostname not in ("localhost", "127.0.0.1", "::1"):
         raise ImproperlyConfigured("the broker URL uses the guest account on a non-local host: set real credentials")
     refuse_placeholder("the broker URL's password", _broker.password)
-CELERY_RESULT_BACKEND = "django-db"
+# django-celery-results, surviving a database outage while a worker reconnects (weather/results.py).
+CELERY_RESULT_BACKEND = "weather.results:ResilientDatabaseBackend"
 CELERY_RESULT_EXTENDED = True  # keep task name, args and worker with each result
 CELERY_ACCEPT_CONTENT = ["application/json"]
 CELERY_RESULT_ACCEPT_CONTENT = ["application/json"]
@@ -281,12 +295,27 @@ CELERY_TASK_DEFAULT_PRIORITY = int(routing.Priority.API)
 # request answers 503 quickly instead of hanging while the broker is away.
 CELERY_BROKER_CONNECTION_TIMEOUT = env_float("CELERY_BROKER_CONNECTION_TIMEOUT", 2.0, minimum=0.1)
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+# A worker host that vanishes (power, network) goes silent. RabbitMQ closes its
+# connection once it has missed the worker's heartbeats and requeues every message the
+# host held unacknowledged, for a replica elsewhere, within BROKER_FAILURE_DETECTION_S
+# (measured 29.5 s at the default 10 s heartbeat).
+# Celery's default heartbeat (120 s) left that at minutes. Only a worker's consumer loop sends heartbeats, so other
+# processes (web, beat) ask for none: the broker would drop their idle publisher
+# connections for silence. TCP keepalive finds a dead peer for every process alike.
+BROKER_HEARTBEAT_S = env_int("BROKER_HEARTBEAT_S", 10, minimum=2)
+BROKER_FAILURE_DETECTION_S = routing_broker.failure_detection_bound(BROKER_HEARTBEAT_S)
+CELERY_BROKER_HEARTBEAT = BROKER_HEARTBEAT_S if current_pool() else 0
 CELERY_BROKER_TRANSPORT_OPTIONS = {
     "confirm_publish": True,
     # RabbitMQ's flow control (a memory or disk alarm): remembered per process, so
     # a request answers 503 at once instead of waiting for a confirm that cannot come.
     "on_blocked": routing_broker.note_blocked,
     "on_unblocked": routing_broker.note_unblocked,
+    "socket_settings": {
+        socket.TCP_KEEPIDLE: KEEPALIVE_IDLE_S,
+        socket.TCP_KEEPINTVL: KEEPALIVE_INTERVAL_S,
+        socket.TCP_KEEPCNT: KEEPALIVE_PROBES,
+    },
 }
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Local fallback when no RabbitMQ answers (scripts/run says so loudly): one

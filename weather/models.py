@@ -160,6 +160,8 @@ class RefreshBatch(models.Model):
     failed = models.PositiveIntegerField(default=0)
     error = models.TextField(blank=True)
     finished_at = models.DateTimeField(null=True, blank=True)
+    # The worker that finished it (`<pool>@<host>`): which host ran what, after a failover too.
+    worker = models.CharField(max_length=200, blank=True)
 
     class Meta:
         ordering = ["run_id", "index"]

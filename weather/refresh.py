@@ -142,7 +142,7 @@ def quota_deferral(run_id: int, index: int, cities: int, exc: quota.QuotaExceede
         return None  # the run was deleted: nothing is waiting for this batch
     deadline = started + timedelta(seconds=settings.WEATHER_REFRESH_DEADLINE_SECONDS)
     if exc.retry_at > deadline:
-        RefreshBatch.objects.filter(run_id=run_id, index=index).update(
+        RefreshBatch.objects.filter(run_id=run_id, index=index, status=RefreshBatch.Status.PENDING).update(
             status=RefreshBatch.Status.FAILED, failed=cities,
             error=f"quota exhausted until after the run's deadline: {exc}"[:500], finished_at=timezone.now())
         return None

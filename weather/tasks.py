@@ -98,23 +98,29 @@ def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) ->
             failed=len(outcome.failed),
             error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
             finished_at=timezone.now(),
+            worker=self.request.hostname or "",
         )
     except QuotaExceededError as exc:
         _defer_for_quota(run_id, index, city_ids, exc)
     except RETRYABLE as exc:
         if self.request.retries >= self.max_retries:
-            _mark_failed(batch, len(city_ids), exc)
+            _mark_failed(batch, len(city_ids), exc, self.request.hostname)
         raise _retry(self, exc) from exc
     except Exception as exc:
-        _mark_failed(batch, len(city_ids), exc)
+        _mark_failed(batch, len(city_ids), exc, self.request.hostname)
         raise
 
 
-def _mark_failed(batch: QuerySet, cities: int, exc: Exception) -> None:
-    """Record a batch that failed for good; the database may be what failed, so never raise."""
+def _mark_failed(batch: QuerySet, cities: int, exc: Exception, worker: str | None) -> None:
+    """Record a batch that failed for good; the database may be what failed, so never raise.
+
+    Only a batch still pending: a copy of it that another host already completed (the
+    message was redelivered while this one was cut off) stays done.
+    """
     with contextlib.suppress(OperationalError, InterfaceError):
-        batch.update(status=RefreshBatch.Status.FAILED, failed=cities, error=str(exc)[:500],
-                     finished_at=timezone.now())
+        batch.filter(status=RefreshBatch.Status.PENDING).update(
+            status=RefreshBatch.Status.FAILED, failed=cities, error=str(exc)[:500], finished_at=timezone.now(),
+            worker=worker or "")
 
 
 def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExceededError) -> None:
