@@ -7,7 +7,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 
 WORKDIR /app
-RUN groupadd --system app && useradd --system --gid app --home-dir /app app
+# A fixed numeric id, so Kubernetes can verify runAsNonRoot (deploy/k8s/ runs as 10001).
+RUN groupadd --system --gid 10001 app && useradd --system --uid 10001 --gid app --home-dir /app app
 
 COPY requirements.txt .
 RUN pip install -r requirements.txt
@@ -17,7 +18,7 @@ COPY --chown=app:app . .
 # WhiteNoise; settings need no secret or database to collect them.
 ENV STATIC_ROOT=/app/staticfiles
 RUN DEBUG=true VAR_DIR=/tmp/collect python manage.py collectstatic --noinput -v 0 && rm -rf /tmp/collect
-USER app
+USER 10001:10001
 
 EXPOSE 8000
 # The web role answers /healthz; worker roles override this in docker-compose.yml.

@@ -8,6 +8,7 @@ from celery import Celery, signals
 from django.conf import settings
 
 from routing.bootsteps import DeclareTopology
+from workers.liveness import TouchLivenessFile
 
 from .logsetup import configure
 from .telemetry import start_tracing, stop_tracing
@@ -18,6 +19,7 @@ app = Celery("server", task_cls="weather.guard:CrashGuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["consumer"].add(DeclareTopology)
+app.steps["consumer"].add(TouchLivenessFile)
 
 
 @signals.setup_logging.connect

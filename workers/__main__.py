@@ -10,6 +10,8 @@ import sys
 from server_config.env import env_str
 
 from .command import beat_argv, worker_argv, worker_environment
+from .k8s import render_k8s
+from .liveness import alive
 from .pools import PoolConfigError, load_pools
 
 
@@ -32,9 +34,9 @@ def _exec(argv: list[str], extra_env: dict[str, str], dry_run: bool, nice: int =
 def _print_table(pools: dict) -> None:
     columns = ("name", "queues", "implementation", "concurrency", "prefetch_multiplier",
                "acks_late", "soft_time_limit", "time_limit", "max_tasks_per_child",
-               "max_memory_per_child_kb", "cpu_nice")
+               "max_memory_per_child_kb", "cpu_nice", "min_replicas", "max_replicas")
     headers = ("pool", "queues", "impl", "conc", "prefetch", "acks_late", "soft_s", "hard_s",
-               "max_tasks", "max_mem_kb", "nice")
+               "max_tasks", "max_mem_kb", "nice", "min_rep", "max_rep")
     rows = [[",".join(v) if isinstance(v, tuple) else str(v)
              for v in (getattr(pool, c) for c in columns)] for pool in pools.values()]
     widths = [max(len(h), *(len(r[i]) for r in rows)) for i, h in enumerate(headers)]
@@ -54,6 +56,12 @@ def main(argv: list[str] | None = None) -> int:
     beat.add_argument("--dry-run", action="store_true")
     beat.add_argument("--loglevel", default=os.environ.get("CELERY_LOGLEVEL", "INFO"))
     sub.add_parser("list", help="show the pools as a table")
+    alive_parser = sub.add_parser("alive", help="exit 0 while the pool's worker in this container is alive")
+    alive_parser.add_argument("pool")
+    render = sub.add_parser("render", help="write what deploys the pools (k8s: deploy/k8s/)")
+    render.add_argument("target", choices=["k8s"])
+    render.add_argument("--out", default=None, help="folder to write to (default deploy/k8s/)")
+    render.add_argument("--check", action="store_true", help="exit 1 naming any file that differs instead")
     args = parser.parse_args(argv)
 
     try:
@@ -64,6 +72,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list":
         _print_table(pools)
         return 0
+    if args.command == "alive":
+        return 0 if alive(args.pool) else 1
+    if args.command == "render":
+        return render_k8s(pools, args.out, check=args.check)
     quiet = env_str("LOG_FORMAT", "text") == "json"
     if args.command == "beat":
         return _exec(beat_argv(args.loglevel, quiet), {}, args.dry_run)

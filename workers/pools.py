@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, fields
@@ -54,6 +55,10 @@ class Pool:
     # Niceness (0-19) the launcher adds before exec: background lanes give way to a
     # person's fetch when they share a host's CPUs (scripts/run, compose on one machine).
     cpu_nice: int = 0
+    # Replicas an orchestrator may run (KEDA on Kubernetes): scaled on the lane's backlog
+    # between these; 0 lets an idle lane cost nothing.
+    min_replicas: int = 0
+    max_replicas: int = 4
     # A pool is named after the lane it serves and consumes that lane's queue,
     # unless it is declared with queues of its own.
     queues: tuple[str, ...] = ()
@@ -61,6 +66,20 @@ class Pool:
     def __post_init__(self) -> None:
         if not self.queues:
             object.__setattr__(self, "queues", (self.name,))
+
+    @property
+    def replica_capacity(self) -> int:
+        """Messages one replica takes off its queue at once: a slot's running task and its prefetch."""
+        return self.concurrency * self.prefetch_multiplier
+
+    def desired_replicas(self, backlog: int) -> int:
+        """Replicas a backlog of ready messages calls for: KEDA's formula for this pool's ScaledObject.
+
+        The ScaledObject's target is `replica_capacity` messages a replica (an
+        AverageValue metric), so the autoscaler asks for ceil(backlog / capacity),
+        kept within min_replicas and max_replicas.
+        """
+        return max(self.min_replicas, min(self.max_replicas, math.ceil(max(0, backlog) / self.replica_capacity)))
 
     def validate(self) -> None:
         """Reject values that cannot work together, naming the pool and the value."""
@@ -71,6 +90,11 @@ class Pool:
                      "max_tasks_per_child", "max_memory_per_child_kb"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
+        if self.min_replicas < 0 or self.max_replicas < max(1, self.min_replicas):
+            problems.append("replicas must satisfy 0 <= min_replicas <= max_replicas and max_replicas >= 1")
+        if PRIORITISED_LANES & set(self.queues) and self.min_replicas < 1:
+            problems.append("min_replicas must be at least 1 on a priority lane: a person's click cannot wait "
+                            "for a replica to start")
         if self.soft_shutdown_timeout < 0:
             problems.append("soft_shutdown_timeout cannot be negative")
         if not 0 <= self.cpu_nice <= 19:
@@ -122,6 +146,9 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
         time_limit=15,
         max_tasks_per_child=1000,
         max_memory_per_child_kb=250_000,
+        # Never zero: a click must find a replica running.
+        min_replicas=1,
+        max_replicas=6,
     ),
     Pool(
         name=BULK.name,
@@ -132,6 +159,7 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
         max_tasks_per_child=200,
         max_memory_per_child_kb=400_000,
         cpu_nice=10,
+        max_replicas=6,
     ),
     Pool(
         name=MAINTENANCE.name,
@@ -142,6 +170,8 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
         max_tasks_per_child=50,
         max_memory_per_child_kb=300_000,
         cpu_nice=10,
+        # Cleanup is serial by design: one replica at most.
+        max_replicas=1,
     ),
 )
 

@@ -49,9 +49,10 @@ def test_compose_services_match_the_registry():
         service = workers[f"worker-{name}"]
         assert service["command"] == ["python", "-m", "workers", "run", name]
         assert service["environment"]["POOL_NAME"] == name
-        # container_name or fixed host ports would make `--scale` impossible.
-        assert "container_name" not in service
-        assert "ports" not in service
+        # container_name, fixed host ports or a fixed host name would make `--scale` impossible.
+        assert not {"container_name", "ports", "hostname"} & set(service), service
+        # Docker stops a container after its grace: Celery's soft shutdown must fit inside it.
+        assert int(service["stop_grace_period"].removesuffix("s")) > pools[name].soft_shutdown_timeout
     beats = [name for name, svc in services.items() if "beat" in svc.get("command", [])]
     assert beats == ["beat"]
     assert services["flower"]["profiles"] == ["monitoring"]

@@ -67,3 +67,20 @@ def test_launcher_renders_each_pool_from_the_registry():
         assert "-B" not in argv
         assert "--beat" not in argv
         assert not any(a.startswith("--autoscale") for a in argv)
+
+
+@pytest.mark.parametrize(("backlog", "desired"), [(0, 0), (1, 1), (8, 1), (9, 2), (48, 6), (10_000, 6)])
+def test_desired_replicas_is_the_backlog_over_a_replicas_capacity_within_bounds(backlog, desired):
+    bulk = load_pools({})["bulk"]
+    assert bulk.replica_capacity == bulk.concurrency * bulk.prefetch_multiplier == 8
+    assert (bulk.min_replicas, bulk.max_replicas) == (0, 6)
+    assert bulk.desired_replicas(backlog) == desired
+
+
+def test_the_priority_lane_never_scales_to_zero():
+    interactive = load_pools({})["interactive"]
+    assert interactive.desired_replicas(0) == 1
+    with pytest.raises(PoolConfigError, match="min_replicas must be at least 1 on a priority lane"):
+        load_pools({"WORKER_INTERACTIVE_MIN_REPLICAS": "0"})
+    with pytest.raises(PoolConfigError, match="replicas must satisfy"):
+        load_pools({"WORKER_BULK_MIN_REPLICAS": "5", "WORKER_BULK_MAX_REPLICAS": "2"})

@@ -16,6 +16,7 @@ from prometheus_client.registry import Collector
 from routing import LANE_NAMES
 from routing.broker import BrokerUnavailableError, queue_states
 from weather.instrumentation import TASK_METRICS
+from workers.pools import load_pools
 
 from .doctor.checkup import recent_findings
 from .doctor.findings import SEVERITY
@@ -28,6 +29,10 @@ class BrokerCollector(Collector):
         depth = GaugeMetricFamily("f_brain_queue_depth", "Messages ready in a lane's queue", labels=["lane"])
         consumers = GaugeMetricFamily("f_brain_queue_consumers", "Consumers of a lane's queue", labels=["lane"])
         up = GaugeMetricFamily("f_brain_broker_up", "Whether the broker answered this scrape")
+        desired = GaugeMetricFamily("f_brain_lane_desired_replicas",
+                                    "Replicas the lane's backlog calls for (the ScaledObject's formula)",
+                                    labels=["lane"])
+        pools = load_pools()
         try:
             states = queue_states(LANE_NAMES)
         except BrokerUnavailableError:
@@ -35,10 +40,12 @@ class BrokerCollector(Collector):
         else:
             for lane, state in states.items():
                 depth.add_metric([lane], state.messages)
+                pool = next(p for p in pools.values() if lane in p.queues)
+                desired.add_metric([lane], pool.desired_replicas(state.messages))
                 if state.consumers is not None:  # unknown on the filesystem fallback: no sample, not a 0
                     consumers.add_metric([lane], state.consumers)
             up.add_metric([], 1)
-        yield from (depth, consumers, up)
+        yield from (depth, consumers, desired, up)
 
 
 class DoctorCollector(Collector):

@@ -79,6 +79,8 @@ def lanes_status() -> dict:
             "exists": state.exists,
             "depth": state.messages,
             "consumers": state.consumers,
+            # What an autoscaler on the backlog asks for (KEDA's ScaledObject, deploy/k8s/).
+            "desired_replicas": pool.desired_replicas(state.messages),
             "pool": {k: v for k, v in dataclasses.asdict(pool).items() if k != "name"},
             "recent": _recent_outcomes(tasks),
         })

@@ -9,7 +9,7 @@ from celery import current_app
 
 from routing import LANE_NAMES, TASK_LANES
 from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, queue_states, resource_alarm
-from workers.pools import load_pools
+from workers.pools import Pool, load_pools
 
 from .findings import FAIL, NOT_EXECUTED, OK, WARN, Context, Finding
 
@@ -81,6 +81,7 @@ def consumers(context: Context) -> Iterator[Finding]:
                            f"start the {pool} pool: `python -m workers run {pool}`")
         else:
             yield _finding(f"lane {lane}", OK, f"{state.consumers} consumer(s), {state.messages} waiting")
+        yield from _scaling(lane, pools[pool], state.messages)
         hosts = answered.get(pool, [])
         if context.broker_blocked:
             yield _finding(f"pool {pool} ping", WARN, "not pinged: a ping is a publish, and the broker blocks "
@@ -91,6 +92,19 @@ def consumers(context: Context) -> Iterator[Finding]:
             yield _finding(f"pool {pool} ping", FAIL, f"no {pool}@<host> worker answered a ping within "
                                                        f"{CONTROL_TIMEOUT_S:.0f} s",
                            f"start the {pool} pool; if it runs, it is stuck: look at its log, then restart it")
+
+
+def _scaling(lane: str, pool: Pool, backlog: int) -> Iterator[Finding]:
+    """What an autoscaler on the backlog asks for (KEDA's formula), and whether the pool's ceiling holds it back."""
+    desired = pool.desired_replicas(backlog)
+    saw = (f"{backlog} waiting / {pool.replica_capacity} a replica (concurrency x prefetch) -> {desired} "
+           f"replica(s), within {pool.min_replicas}..{pool.max_replicas}")
+    if backlog > pool.max_replicas * pool.replica_capacity:
+        yield _finding(f"lane {lane} scaling", WARN, saw + ": at the ceiling with backlog left",
+                       f"raise WORKER_{pool.name.upper()}_MAX_REPLICAS and re-render the manifests, "
+                       "or let the backlog drain")
+    else:
+        yield _finding(f"lane {lane} scaling", OK, saw)
 
 
 def routes(context: Context) -> Iterator[Finding]:
