@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import time
 from typing import Any
 
+from amqp.exceptions import ChannelError, NotFound
 from celery import bootsteps
+from celery.utils.quorum_queues import detect_quorum_queues
+from celery.worker.consumer import Consumer
+from kombu.transport.native_delayed_delivery import (
+    bind_queue_to_native_delayed_delivery_exchange,
+    declare_native_delayed_delivery_exchanges_and_queues,
+)
 
+from .broker import BROKER_ERRORS, connect
 from .lanes import ALL_QUEUES
+
+log = logging.getLogger(__name__)
+
+# Between two tries to consume a queue the broker cannot serve now (its home node down).
+QUEUE_ABSENT_RETRY_S = 2.0
 
 
 def declare_topology(channel: Any) -> None:
@@ -17,6 +33,28 @@ def declare_topology(channel: Any) -> None:
         queue.bind(channel).declare()
 
 
+def declare_what_can_be(connection: Any) -> list[str]:
+    """Declare each queue on a channel of its own; those the broker refuses now are logged and skipped.
+
+    On a cluster a classic queue (the interactive lane) lives on one node: while that
+    node is down its declaration fails with NOT_FOUND. A worker of another lane that
+    reconnects to the surviving nodes must not die of it: its own queue, which Celery
+    declares before consuming, is what it needs. Returns the queues skipped.
+    """
+    skipped = []
+    for queue in ALL_QUEUES:
+        channel = connection.channel()
+        try:
+            queue.bind(channel).declare()
+        except ChannelError as error:
+            skipped.append(queue.name)
+            log.warning("queue %s not declared now (%s); the next reconnect tries again", queue.name, error)
+        finally:
+            with contextlib.suppress(Exception):
+                channel.close()
+    return skipped
+
+
 class DeclareTopology(bootsteps.StartStopStep):
     """Runs on every consumer start, so a broker that lost its state gets it back."""
 
@@ -24,4 +62,59 @@ class DeclareTopology(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         with parent.app.connection_for_write() as connection:
-            declare_topology(connection.default_channel)
+            declare_what_can_be(connection)
+
+
+class DelayedDeliveryOnLiveNode(bootsteps.StartStopStep):
+    """Celery's native delayed delivery set up through the node the worker is connected to, never blocking on others.
+
+    Celery's own step sets it up once per URL of the broker list, retrying each with
+    sleeps: with one node of a cluster dead, every reconnect spent some 20 s asleep,
+    the worker missed its heartbeats, lost its connection, and started over, forever.
+    The delay exchanges and queues belong to the cluster, so declaring them through
+    any live node is enough; a failure is logged and the worker consumes anyway (the
+    next reconnect tries again).
+    """
+
+    requires = ("celery.worker.consumer.tasks:Tasks",)
+
+    def include_if(self, c: Any) -> bool:
+        return detect_quorum_queues(c.app, c.app.connection_for_write().transport.driver_type)[0]
+
+    def start(self, c: Any) -> None:
+        try:
+            with c.app.connection_for_write() as connection:
+                connect(connection)
+                declare_native_delayed_delivery_exchanges_and_queues(
+                    connection, c.app.conf.broker_native_delayed_delivery_queue_type)
+                for queue in c.app.amqp.queues.values():
+                    bind_queue_to_native_delayed_delivery_exchange(connection, queue)
+        except (*BROKER_ERRORS, ChannelError) as error:
+            log.warning("delayed delivery not set up now (%s); countdowns wait in the worker until it is", error)
+
+
+class LaneConsumer(Consumer):
+    """Celery's consumer, with delayed delivery set up by DelayedDeliveryOnLiveNode, and waiting out a queue's absence.
+
+    NOT_FOUND from the broker while the consumer starts (the lane's classic queue
+    whose home node is down, a queue deleted under it) is a reason to reconnect and
+    declare again, not to exit: Celery would treat it as unrecoverable, and a pool
+    that exits takes the whole Procfile down with it. PRECONDITION_FAILED (a queue
+    declared with other settings) stays fatal: only an operator can resolve it.
+    """
+
+    class Blueprint(Consumer.Blueprint):
+        default_steps = [
+            "routing.bootsteps:DelayedDeliveryOnLiveNode" if step.endswith(":DelayedDelivery") else step
+            for step in Consumer.Blueprint.default_steps
+        ]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.connection_errors = (*self.connection_errors, NotFound)
+
+    def on_connection_error_after_connected(self, exc: Exception) -> None:
+        if isinstance(exc, NotFound):
+            log.warning("cannot consume now (%s); trying again in %.0f s", exc, QUEUE_ABSENT_RETRY_S)
+            time.sleep(QUEUE_ABSENT_RETRY_S)
+        super().on_connection_error_after_connected(exc)

@@ -17,14 +17,16 @@ from typing import Any
 
 from amqp.exceptions import AMQPError, NotFound, PreconditionFailed
 from celery import current_app
+from kombu import Connection
 from kombu.exceptions import KombuError
 
-from .lanes import ALL_QUEUES
+from .lanes import ALL_QUEUES, TASK_EXCHANGE
 
 # The ways talking to an absent or unhappy broker fails: kombu's connection errors
 # (OperationalError is not an OSError), AMQP channel errors and plain socket errors.
 BROKER_ERRORS: tuple[type[Exception], ...] = (KombuError, AMQPError, OSError)
-# How long a request or a command waits for the broker before it says it is away.
+# How long a request or a command waits for the broker (to connect, or for any one reply) before it
+# says it is away.
 CONNECT_TIMEOUT_S = 3.0
 
 
@@ -69,9 +71,15 @@ def unavailable_on_broker_errors(doing: str) -> Iterator[None]:
         raise BrokerUnavailableError(f"broker unavailable while {doing}: {error}") from error
 
 
+def quick_retries() -> int:
+    """Retries that try each configured node once: one quick reconnect for a single node, one per other node
+    of a cluster (kombu moves to the next URL at each retry)."""
+    return max(1, len(broker_nodes()) - 1)
+
+
 def connect(connection: Any, timeout: float = CONNECT_TIMEOUT_S) -> Any:
-    """Open `connection` with one quick try, so a caller answers "broker away" instead of hanging."""
-    connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+    """Open `connection` with one quick try per node, so a caller answers "broker away" instead of hanging."""
+    connection.ensure_connection(max_retries=quick_retries(), interval_start=0, interval_step=0, timeout=timeout)
     return connection
 
 
@@ -101,6 +109,28 @@ def queue_state(connection: Any, name: str) -> QueueState:
             channel.close()
 
 
+def broker_nodes() -> list[str]:
+    """The configured broker URLs: one, or a cluster's nodes separated by ";" (tried in turn by Celery)."""
+    return [url.strip() for url in str(current_app.conf.broker_url).split(";") if url.strip()]
+
+
+def node_states(timeout: float = CONNECT_TIMEOUT_S) -> dict[str, str | None]:
+    """Each configured node (its URL without the password) and why it cannot be reached, or None when it answers."""
+    states: dict[str, str | None] = {}
+    for url in broker_nodes():
+        connection = Connection(url, connect_timeout=timeout)
+        name = connection.as_uri()  # the password masked
+        try:
+            connection.ensure_connection(max_retries=1, interval_start=0, interval_step=0, timeout=timeout)
+            states[name] = None
+        except BROKER_ERRORS as error:
+            states[name] = f"{type(error).__name__}: {str(error)[:200]}"
+        finally:
+            with contextlib.suppress(Exception):
+                connection.release()
+    return states
+
+
 def queue_states(names: Iterable[str] | None = None) -> dict[str, QueueState]:
     """Depth and consumers of these queues (default: every declared queue), read in one connection."""
     wanted = [queue.name for queue in ALL_QUEUES] if names is None else list(names)
@@ -114,25 +144,52 @@ def ensure_reachable() -> None:
         pass
 
 
-def check_arguments(connection: Any) -> list[str]:
-    """Problems with queues whose broker-side arguments differ from the declaration."""
-    problems = []
+@dataclass(frozen=True)
+class Mismatch:
+    """An exchange or queue that exists on the broker with other settings than declared."""
+
+    kind: str  # "exchange" or "queue"
+    name: str
+    detail: str
+
+
+def _refused(connection: Any, declare: Any) -> str | None:
+    """The broker's refusal of a declaration (PRECONDITION_FAILED), or None when it accepts it."""
+    channel = connection.channel()
+    try:
+        declare(channel)
+        return None
+    except PreconditionFailed as error:
+        return error.reply_text
+    finally:
+        # A channel the broker closed (its refusal) is already gone.
+        with contextlib.suppress(Exception):
+            channel.close()
+
+
+def mismatches(connection: Any) -> list[Mismatch]:
+    """The task exchange and every existing queue whose live settings differ from the declaration.
+
+    A non-passive declare with the declared settings fails with PRECONDITION_FAILED
+    when the live object was created differently; a missing queue is no mismatch.
+    """
+    found = []
+    exchange = TASK_EXCHANGE
+    if detail := _refused(connection, lambda ch: ch.exchange_declare(exchange.name, exchange.type,
+                                                                      durable=exchange.durable, auto_delete=False)):
+        found.append(Mismatch("exchange", exchange.name, detail))
     for queue in ALL_QUEUES:
-        channel = connection.channel()
-        try:
-            # A non-passive declare with the declared arguments fails with
-            # PRECONDITION_FAILED when the live queue was created differently.
-            channel.queue_declare(
-                queue=queue.name, durable=queue.durable, auto_delete=False,
-                arguments=queue.queue_arguments or {},
-            )
-        except PreconditionFailed as error:
-            problems.append(f"queue {queue.name!r} exists with other arguments: {error.reply_text}")
-        finally:
-            # A channel the broker closed (its 404 reply) is already gone.
-            with contextlib.suppress(Exception):
-                channel.close()
-    return problems
+        if not queue_state(connection, queue.name).exists:
+            continue
+        if detail := _refused(connection, lambda ch, q=queue: ch.queue_declare(
+                queue=q.name, durable=q.durable, auto_delete=False, arguments=q.queue_arguments or {})):
+            found.append(Mismatch("queue", queue.name, detail))
+    return found
+
+
+def check_arguments(connection: Any) -> list[str]:
+    """Problems with the exchange and queues whose broker-side settings differ from the declaration."""
+    return [f"{m.kind} {m.name!r} exists with other settings: {m.detail}" for m in mismatches(connection)]
 
 
 # Where the alarm probe publishes: the default exchange drops a message no queue is named for.

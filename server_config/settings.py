@@ -258,16 +258,19 @@ WEATHER_REFRESH_DEADLINE_SECONDS = env_int("WEATHER_REFRESH_DEADLINE_SECONDS",
                                            int(schedules.REFRESH_EXPIRES.total_seconds()), minimum=60)
 
 # --- Celery -------------------------------------------------------------------
+# One URL, or a cluster's nodes separated by ";" (Celery fails over between them in turn).
 CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("RABBITMQ_URL") or (
     "amqp://guest:guest@localhost:5672//"
 )
 if not DEBUG:
-    _broker = urlsplit(CELERY_BROKER_URL)
-    # RabbitMQ's guest account is for local development; anywhere else it is a
-    # well-known password (RabbitMQ itself refuses guest from other hosts).
-    if _broker.username == "guest" and _broker.hostname not in ("localhost", "127.0.0.1", "::1"):
-        raise ImproperlyConfigured("the broker URL uses the guest account on a non-local host: set real credentials")
-    refuse_placeholder("the broker URL's password", _broker.password)
+    for _node in CELERY_BROKER_URL.split(";"):
+        _broker = urlsplit(_node.strip())
+        # RabbitMQ's guest account is for local development; anywhere else it is a
+        # well-known password (RabbitMQ itself refuses guest from other hosts).
+        if _broker.username == "guest" and _broker.hostname not in ("localhost", "127.0.0.1", "::1"):
+            raise ImproperlyConfigured("the broker URL uses the guest account on a non-local host: "
+                                       "set real credentials")
+        refuse_placeholder("the broker URL's password", _broker.password)
 # django-celery-results, surviving a database outage while a worker reconnects (weather/results.py).
 CELERY_RESULT_BACKEND = "weather.results:ResilientDatabaseBackend"
 CELERY_RESULT_EXTENDED = True  # keep task name, args and worker with each result
@@ -284,6 +287,13 @@ CELERY_RESULT_EXPIRES = timedelta(days=env_int("CELERY_RESULT_EXPIRES_DAYS", 7, 
 CELERY_TASK_QUEUES = routing.LANE_QUEUES
 CELERY_TASK_ROUTES = (routing.route_task,)
 CELERY_TASK_CREATE_MISSING_QUEUES = False
+# Quorum lanes (routing/lanes.py): Celery then consumes with per-consumer prefetch
+# (quorum queues refuse global QoS) and sends countdowns and ETAs through its native
+# delayed delivery, whose delay queues are quorum queues too.
+CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = str(routing.QueueType.QUORUM)
+# Celery's consumer, with delayed delivery set up through the live node only (routing/bootsteps.py).
+CELERY_WORKER_CONSUMER = "routing.bootsteps:LaneConsumer"
 # Celery wants a default queue object to exist; the router decides every message's
 # lane (or raises), so this is never used to route anything.
 CELERY_TASK_DEFAULT_QUEUE = routing.BULK.name
@@ -317,6 +327,14 @@ CELERY_BROKER_TRANSPORT_OPTIONS = {
         socket.TCP_KEEPCNT: KEEPALIVE_PROBES,
     },
 }
+if not current_pool():
+    # A web request, beat or a command waits this long at most for any one reply. On a
+    # cluster that lost its majority, closing a channel whose publish went unconfirmed
+    # waited ~65 s for the broker (measured), far past any client; with this bound the
+    # API answers 503 in about a second plus this. A pool's consumer reads from its event
+    # loop and is watched by heartbeats instead.
+    CELERY_BROKER_TRANSPORT_OPTIONS |= {"read_timeout": routing_broker.CONNECT_TIMEOUT_S,
+                                        "write_timeout": routing_broker.CONNECT_TIMEOUT_S}
 if CELERY_BROKER_URL.startswith("filesystem://"):
     # Local fallback when no RabbitMQ answers (scripts/run says so loudly): one
     # folder for messages, one for the exchange -> queue table shared by all
@@ -340,6 +358,13 @@ CELERY_TASK_PUBLISH_RETRY_POLICY = {
 # Worker behaviour: derived from the pool this process runs as (see workers/pools.py).
 _POOL = current_pool()
 if _POOL is not None:
+    # A pool knows only its own lanes' queues. On a cluster the classic interactive queue
+    # lives on one node; while that node is down, a bulk worker that knew it would fail
+    # to bind it for delayed delivery on every reconnect and never consume again. Pools
+    # publish only to their own lanes (routing.routes), so nothing else is needed here.
+    CELERY_TASK_QUEUES = tuple(queue for queue in routing.LANE_QUEUES if queue.name in _POOL.queues)
+    # Celery looks its default queue up among these before routing even a retry.
+    CELERY_TASK_DEFAULT_QUEUE = CELERY_TASK_QUEUES[0].name
     CELERY_TASK_ACKS_LATE = _POOL.acks_late
     CELERY_TASK_REJECT_ON_WORKER_LOST = _POOL.reject_on_worker_lost
     CELERY_WORKER_PREFETCH_MULTIPLIER = _POOL.prefetch_multiplier

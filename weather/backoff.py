@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import random
 
+from routing import QUORUM_LANE_NAMES
+
 MAX_DELAY_S = 300.0
 
 
@@ -14,3 +16,14 @@ def retry_delay(attempt: int, base: float, hint: float | None = None, *, rng: ra
     # failures do not all come back in the same second.
     jittered = exponential * (0.5 + 0.5 * (rng or random).random())
     return min(MAX_DELAY_S, max(jittered, hint or 0.0))
+
+
+# Celery's native delayed delivery (on quorum lanes) counts a delay in whole seconds
+# and refuses one below a second (kombu's calculate_routing_key).
+MIN_COUNTDOWN_S = 1.0
+
+
+def broker_countdown(seconds: float, lane: str) -> float:
+    """A delay the lane can hold: at least a second where the broker holds it (quorum lanes), else as asked
+    (the classic interactive lane's pool holds its own countdowns, to the millisecond a click needs)."""
+    return max(MIN_COUNTDOWN_S, seconds) if lane in QUORUM_LANE_NAMES else seconds

@@ -1,15 +1,17 @@
-"""Crash safety for acks-late tasks: a message that keeps killing its worker goes to dead letters.
+"""Crash safety for acks-late tasks on classic lanes: a message that keeps killing its worker is dead-lettered.
 
 Acks late plus reject-on-worker-lost puts a message back on its queue when the
 process running it dies (or hits its hard time limit), so no work is lost. A
-poison message would then crash worker after worker forever. RabbitMQ's classic
-queues (needed for priorities) have no delivery limit, so each start of a
-message is recorded; a message started more than TASK_MAX_CRASHES times without
-ending is rejected without requeue, into the dead-letter exchange. Counting
-starts, not redeliveries, keeps messages that were merely prefetched by a dying
-worker out of the count. A retry is a new message with the same id: starts are
-counted per try (the request's retry number), so a retry is never mistaken for a
-crash of the try before it, even when it starts before the old try has ended.
+poison message would then crash worker after worker forever. Quorum lanes have
+the broker count deliveries and dead-letter past a limit (routing.lanes), so
+nothing is recorded for them. RabbitMQ's classic queues (needed for priorities)
+have no delivery limit, so there each start of a message is recorded; a message
+started more than TASK_MAX_CRASHES times without ending is rejected without
+requeue, into the dead-letter exchange. Counting starts, not redeliveries, keeps
+messages that were merely prefetched by a dying worker out of the count. A retry
+is a new message with the same id: starts are counted per try (the request's
+retry number), so a retry is never mistaken for a crash of the try before it,
+even when it starts before the old try has ended.
 """
 
 from __future__ import annotations
@@ -24,6 +26,9 @@ from django.db import Error, IntegrityError, transaction
 from django.db.models import F
 from django.utils import timezone
 
+from routing import DELIVERY_LIMIT, QUORUM_LANE_NAMES
+
+from .logcontext import lane_of
 from .models import TaskAttempt
 
 
@@ -45,6 +50,14 @@ def record_start(task_id: str, task_name: str, lane: str, retries: int = 0) -> i
     return 1
 
 
+def _delivery_count(request: Any) -> int:
+    """How often a quorum queue has handed this message back (its x-delivery-count header; 0 at first)."""
+    count = getattr(request, "x-delivery-count", None)
+    if count is None:
+        count = (getattr(request, "headers", None) or {}).get("x-delivery-count", 0)
+    return int(count) if isinstance(count, int) else 0
+
+
 def record_end(task_id: str) -> None:
     """The message ended (success, failure or retry): forget its starts."""
     TaskAttempt.objects.filter(task_id=task_id).delete()
@@ -56,13 +69,18 @@ class CrashGuardedTask(Task):
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if not request.called_directly and self.acks_late and request.id:
-            lane = (request.delivery_info or {}).get("routing_key") or ""
-            try:
-                starts = record_start(request.id, self.name, lane, request.retries or 0)
-            except Error:
-                starts = 1  # cannot count now: run it; the task itself retries database trouble
-            crashes = starts - 1
-            if crashes >= settings.TASK_MAX_CRASHES:
+            lane = lane_of(self)
+            if lane in QUORUM_LANE_NAMES:
+                # The quorum queue counts returns; on the last delivery it allows, say why
+                # and release what the message holds, rather than let the broker drop it silently.
+                crashes, limit = _delivery_count(request), DELIVERY_LIMIT
+            else:
+                try:
+                    crashes = record_start(request.id, self.name, lane, request.retries or 0) - 1
+                except Error:
+                    crashes = 0  # cannot count now: run it; the task itself retries database trouble
+                limit = settings.TASK_MAX_CRASHES
+            if crashes >= limit:
                 self.on_crash_limit(request.id, args, kwargs)
                 raise Reject(
                     f"{self.name}[{request.id}] was cut short {crashes} times (worker died or hard time limit)",

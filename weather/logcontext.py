@@ -8,6 +8,7 @@ worker's lines of its fetch share one id.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import uuid
@@ -15,6 +16,8 @@ from contextvars import ContextVar
 from typing import Any
 
 from celery import signals
+
+from routing.routes import UnroutedTaskError, lane_for
 
 # What an incoming X-Request-ID may look like to be kept (a proxy's or a client's); anything else is replaced.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -54,9 +57,15 @@ def clear_task() -> None:
 
 
 def lane_of(task: Any) -> str:
-    """The lane a running task was delivered from (its routing key)."""
+    """The lane of a running task: its route, else the lane its routing key ends with.
+
+    Not the routing key alone: a message that came back through Celery's native delayed
+    delivery (a countdown retry on a quorum lane) carries ``<delay bits>.<lane>``.
+    """
+    with contextlib.suppress(UnroutedTaskError):
+        return lane_for(task.name)
     info = getattr(task.request, "delivery_info", None) or {}
-    return info.get("routing_key") or "unknown"
+    return (info.get("routing_key") or "unknown").rsplit(".", 1)[-1]
 
 
 class ContextFilter(logging.Filter):

@@ -13,8 +13,9 @@ from django.db.models import QuerySet
 from django.utils import timezone
 
 from . import etl, retention
-from .backoff import retry_delay
+from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
+from .logcontext import lane_of
 from .models import PendingFetch, RefreshBatch
 from .quota import QuotaExceededError
 from .refresh import quota_deferral, refresh_batch, refresh_city, start_or_resume_run
@@ -29,7 +30,7 @@ INTERACTIVE_QUOTA_WAIT_S = 5.0
 def _retry(task, exc: Exception):
     hint = getattr(exc, "retry_after", None)
     delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
-    return task.retry(exc=exc, countdown=delay)
+    return task.retry(exc=exc, countdown=broker_countdown(delay, lane_of(task)))
 
 
 class CityFetchTask(CrashGuardedTask):
@@ -62,7 +63,7 @@ def fetch_weather_for_city(self, city_id: int) -> dict:
     except QuotaExceededError as exc:
         wait = exc.wait_seconds()
         if wait <= INTERACTIVE_QUOTA_WAIT_S and self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=wait) from exc
+            raise self.retry(exc=exc, countdown=broker_countdown(wait, lane_of(self))) from exc
         raise
 
 
@@ -86,7 +87,18 @@ def update_all_weather_data(self) -> dict:
 # Ten retries: at 30 % of provider answers failing, six tries left one batch in
 # about 1,400 failed; eleven leave one in half a million. With the backoff capped at
 # MAX_DELAY_S they still end well inside the refresh interval.
-@shared_task(bind=True, max_retries=10, ignore_result=True)
+class BatchTask(CrashGuardedTask):
+    """A batch cut short too often ends failed, saying why, so its run can finish."""
+
+    def on_crash_limit(self, task_id: str, args: tuple, kwargs: dict) -> None:
+        super().on_crash_limit(task_id, args, kwargs)
+        run_id, index, city_ids = [*args, None, None, []][:3]
+        _mark_failed(RefreshBatch.objects.filter(run_id=run_id, index=index), len(city_ids or []),
+                     RuntimeError("crashed its worker on every delivery (worker lost or killed mid-batch, or its "
+                                  "hard time limit): dead-lettered"), self.request.hostname)
+
+
+@shared_task(bind=True, base=BatchTask, max_retries=10, ignore_result=True)
 def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) -> None:
     """One provider request and one bulk upsert for a batch of cities (bulk lane)."""
     batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
@@ -131,7 +143,8 @@ def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExc
     """
     countdown = quota_deferral(run_id, index, len(city_ids), exc)
     if countdown is not None:
-        refresh_weather_batch.apply_async(args=[run_id, index, city_ids], countdown=countdown)
+        refresh_weather_batch.apply_async(args=[run_id, index, city_ids],
+                                          countdown=broker_countdown(countdown, lane_of(refresh_weather_batch)))
 
 
 # Share of the soft time limit the cleanup spends before it stops starting batches,

@@ -153,3 +153,4 @@ def test_the_error_says_our_words_and_the_log_keeps_what_the_provider_said(clien
         client.get_current_many([PARIS])
     assert str(caught.value) == ours
     assert upstream in caplog.text
+

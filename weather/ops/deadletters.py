@@ -12,7 +12,7 @@ from typing import Any
 from amqp import Message
 from django_celery_results.models import TaskResult
 
-from routing import DEAD_LETTER_QUEUE, LANE_NAMES, TASK_EXCHANGE
+from routing import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, LANE_NAMES, TASK_EXCHANGE
 from routing.broker import broker_connection
 from weather.models import RefreshBatch, TaskAttempt
 
@@ -35,6 +35,10 @@ class DeadLetter:
 
 
 def _why(task_id: str, task: str, args: list, death_reason: str) -> str:
+    if death_reason == "delivery_limit":
+        # A quorum lane's broker counted the deliveries (routing.lanes.DELIVERY_LIMIT).
+        return (f"delivered more than {DELIVERY_LIMIT} times without ending (its worker died or hit its hard "
+                "time limit each time)")
     attempt = TaskAttempt.objects.filter(task_id=task_id).first()
     if attempt is not None and attempt.starts > 1:
         return f"crashed its worker {attempt.starts - 1} times (worker lost or killed mid-task)"
@@ -116,7 +120,8 @@ def replay(task_ids: set[str] | None = None) -> list[DeadLetter]:
             headers.pop("expires", None)
             copy = Message(message.body, application_headers=headers, delivery_mode=2, **properties)
             # Confirmed before the dead copy is acked: a crash in between duplicates, never loses.
-            channel.basic_publish(copy, exchange=TASK_EXCHANGE.name, routing_key=letter.lane)
+            # Mandatory: a lane queue that cannot take it now (its node down) fails the replay, keeping the letter.
+            channel.basic_publish(copy, exchange=TASK_EXCHANGE.name, routing_key=letter.lane, mandatory=True)
             TaskAttempt.objects.filter(task_id=letter.task_id).delete()
             channel.basic_ack(message.delivery_tag)
             replayed.append(letter)

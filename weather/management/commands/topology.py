@@ -1,11 +1,13 @@
-"""`manage.py topology [--check]`: print the messaging topology; verify it against the broker."""
+"""`manage.py topology [--check | --migrate]`: print the messaging topology; verify it against the broker, or move
+the broker to it."""
 
 from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
 from routing import ALL_QUEUES, DEAD_LETTER_EXCHANGE, LANE_QUEUES, TASK_EXCHANGE, TASK_LANES
-from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, queue_state
+from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, node_states, queue_state
+from routing.migrate import MigrationRefusedError, migrate
 from workers.pools import load_pools
 
 
@@ -17,11 +19,25 @@ class Command(BaseCommand):
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--check", action="store_true",
                             help="connect to the broker; exit 1 naming whatever is missing")
+        parser.add_argument("--migrate", action="store_true",
+                            help="move queues and the exchange declared differently on the broker to this "
+                                 "topology, keeping every message (stop the pools of the queues to move first)")
 
     def handle(self, *args: object, **options: object) -> None:
         self._print()
+        if options["migrate"]:
+            self._migrate()
         if options["check"]:
             self._check()
+
+    def _migrate(self) -> None:
+        try:
+            with broker_connection(write=True) as connection:
+                changes = migrate(connection, report=self.stdout.write)
+        except (BrokerUnavailableError, MigrationRefusedError) as error:
+            raise CommandError(str(error)) from error
+        self.stdout.write(self.style.SUCCESS(f"migrated: {'; '.join(changes)}" if changes
+                                             else "the broker already matches the topology"))
 
     def _print(self) -> None:
         out = self.stdout.write
@@ -57,6 +73,9 @@ class Command(BaseCommand):
                 ]
         except BrokerUnavailableError as error:
             raise CommandError(str(error)) from error
+        self.stdout.write("Broker nodes")
+        for node, why in node_states().items():
+            self.stdout.write(f"  {node}: {'ok' if why is None else 'unreachable: ' + why}")
         self.stdout.write("Broker")
         for state in states.values():
             consumers = "unknown (this transport does not count them)" if state.consumers is None else state.consumers

@@ -8,7 +8,15 @@ from collections.abc import Iterator
 from celery import current_app
 
 from routing import LANE_NAMES, TASK_LANES
-from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, queue_states, resource_alarm
+from routing.broker import (
+    BrokerUnavailableError,
+    broker_connection,
+    broker_nodes,
+    check_arguments,
+    node_states,
+    queue_states,
+    resource_alarm,
+)
 from workers.pools import Pool, load_pools
 
 from .findings import FAIL, NOT_EXECUTED, OK, WARN, Context, Finding
@@ -23,16 +31,36 @@ def _finding(check: str, status: str, saw: str, todo: str = "") -> Finding:
     return Finding(NOT_EXECUTED, check, status, saw, todo)
 
 
+def _nodes() -> Iterator[Finding]:
+    """Each node of a cluster (the URL list), and whether a majority answers: quorum lanes need one."""
+    if len(broker_nodes()) < 2:
+        return
+    nodes = node_states()
+    down = {node: why for node, why in nodes.items() if why is not None}
+    saw = ", ".join(f"{node} {'ok' if why is None else 'unreachable'}" for node, why in nodes.items())
+    if len(down) * 2 >= len(nodes):
+        yield _finding("broker nodes", FAIL, f"{saw}: no majority of the cluster answers",
+                       "quorum lanes (bulk, maintenance, dead letters) accept nothing without a majority: "
+                       "start the stopped nodes (`rabbitmqctl -n <node> start_app`); they resume by themselves")
+    elif down:
+        yield _finding("broker nodes", WARN, saw,
+                       "the cluster runs on the others (quorum lanes keep their majority); bring the node back")
+    else:
+        yield _finding("broker nodes", OK, saw)
+
+
 def broker(context: Context) -> Iterator[Finding]:
-    """Reachable with these credentials, and not blocking publishers for a memory or disk alarm."""
+    """Reachable with these credentials, a cluster's majority up, and not blocking publishers for an alarm."""
     try:
         alarm = resource_alarm()
     except BrokerUnavailableError as error:
         context.broker_down = True
         yield _finding("broker reachable", FAIL, str(error),
                        "check CELERY_BROKER_URL (host, port, user, password, vhost) and that RabbitMQ runs")
+        yield from _nodes()
         return
     yield _finding("broker reachable", OK, "RabbitMQ accepted a connection with these credentials")
+    yield from _nodes()
     if alarm:
         context.broker_blocked = True
         yield _finding("broker alarm", FAIL, f"RabbitMQ blocks publishers: {alarm}",
@@ -121,8 +149,8 @@ def routes(context: Context) -> Iterator[Finding]:
         problems = check_arguments(connection)
     if problems:
         yield _finding("queue arguments", FAIL, "; ".join(problems),
-                       "a queue's type or arguments cannot change in place: drain it, delete it, and let a "
-                       "pool declare it again (README, Operating it)")
+                       "a queue's type or arguments cannot change in place: stop the pools of those queues, "
+                       "then `python manage.py topology --migrate` moves them, keeping every message")
     else:
         yield _finding("queue arguments", OK, "every queue matches its declaration")
 
