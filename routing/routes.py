@@ -47,5 +47,11 @@ def lane_for(task_name: str) -> str:
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: dict, task: Any = None, **kw: Any) -> dict:
-    """Celery router: every message goes to its lane's queue on the task exchange."""
-    return {"queue": lane_for(name)}
+    """Celery router: every message goes to its lane's queue on the task exchange, or is refused.
+
+    Mandatory: on a cluster, a classic queue whose node is down takes nothing, and
+    RabbitMQ confirms a message that reached no queue (measured: a click answered 202
+    and its fetch vanished). With the flag it returns the message instead, and the
+    publish fails (the API answers 503, a task retries).
+    """
+    return {"queue": lane_for(name), "mandatory": True}

@@ -101,8 +101,11 @@ def queue_consumers(name: str) -> int:
 class WorkerPools:
     """Real `python -m workers run <pool>` processes, started and stopped on demand."""
 
-    def __init__(self, env: dict[str, str], log_dir: Path, slots: dict[str, int] | None = None) -> None:
+    def __init__(self, env: dict[str, str], log_dir: Path, slots: dict[str, int] | None = None,
+                 consumers: Callable[[str], int] | None = None) -> None:
         self.env = env
+        # How to count a queue's consumers on the broker these pools use (default: this process's broker).
+        self.consumers = consumers or queue_consumers
         # Concurrency per pool when a start names none (else the registry's default).
         self.slots = dict(slots or {})
         log_dir.mkdir(parents=True, exist_ok=True)
@@ -131,7 +134,7 @@ class WorkerPools:
                                    start_new_session=True)
         self.processes[name] = process
         self.queues[name] = queues
-        wait_for(lambda: process.poll() is not None or all(queue_consumers(q) > 0 for q in queues),
+        wait_for(lambda: process.poll() is not None or all(self.consumers(q) > 0 for q in queues),
                  timeout=60, what=f"{name} to consume {queues}")
         if process.poll() is not None:
             raise AssertionError(f"{name} exited: see {self.log_dir / (name + '.log')}")
@@ -147,9 +150,10 @@ class WorkerPools:
         try:
             process.wait(timeout=timeout)
         except subprocess.TimeoutExpired:
-            process.kill()
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # the main process and its prefork children
             process.wait(timeout=10)
-        wait_for(lambda: all(queue_consumers(q) == 0 for q in queues), timeout=30, what=f"{name} to detach")
+        wait_for(lambda: all(self.consumers(q) == 0 for q in queues), timeout=30, what=f"{name} to detach")
 
     def kill(self, name: str) -> None:
         """SIGKILL a whole worker, main process and children, as a crash or OOM kill would."""
@@ -173,9 +177,19 @@ class WorkerPools:
         return process is not None and process.poll() is None
 
     def stop_all(self) -> None:
-        """Stop every pool this object started."""
+        """Stop every pool this object started; each one is gone afterwards even if another failed to detach."""
+        failures = []
         for pool in list(self.processes):
-            self.stop(pool)
+            process = self.processes[pool]
+            try:
+                self.stop(pool)
+            except AssertionError as error:
+                failures.append(error)
+                # Whatever is left of it (prefork children) would consume the next test's messages.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        if failures:
+            raise failures[0]
 
     def child_pids(self, pool: str) -> list[int]:
         """PIDs of the prefork children of a running pool."""

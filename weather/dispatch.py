@@ -19,6 +19,7 @@ from routing import Priority
 from routing.broker import (
     BrokerUnavailableError,
     ensure_publishing_allowed,
+    quick_retries,
     stop_retrying_if_blocked,
     unavailable_on_broker_errors,
 )
@@ -27,11 +28,19 @@ from .models import DailySummaryRun, PendingFetch
 from .refresh import UnknownCityError
 from .tasks import extract_data, fetch_weather_for_city, load_data, transform_data
 
-# A request should answer 503 within a second when the broker is away or blocks
-# publishers (a memory or disk alarm), not hang through Celery's default retries:
-# one quick reconnect for a broker restart, none for a publish the block held up.
-REQUEST_PUBLISH_RETRY = {"max_retries": 1, "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
-                         "errback": stop_retrying_if_blocked}
+
+def request_publish_retry() -> dict[str, Any]:
+    """Celery's retry policy for a publish from a request.
+
+    A request should answer 503 within a second when the broker is away or blocks
+    publishers (a memory or disk alarm), not hang through Celery's default retries:
+    one quick reconnect per node (a restart, a cluster's other nodes), none for a
+    publish the block held up.
+    """
+    return {"max_retries": quick_retries(), "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
+            "errback": stop_retrying_if_blocked}
+
+
 # How long a request waits for the broker's confirm: milliseconds when all is well.
 REQUEST_CONFIRM_TIMEOUT_S = 0.8
 # A pending fetch older than this is presumed lost (its worker and every
@@ -107,7 +116,7 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
                 ensure_publishing_allowed()
                 fetch_weather_for_city.apply_async(
                     args=[city_id], task_id=enqueued.task_id, priority=int(priority),
-                    retry=True, retry_policy=REQUEST_PUBLISH_RETRY, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
+                    retry=True, retry_policy=request_publish_retry(), confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
                 )
         except BrokerUnavailableError:
             # Nothing was queued: do not let later requests join a fetch that does not exist.
@@ -141,7 +150,7 @@ def enqueue_daily_summary(day: date) -> Enqueued:
         try:
             with publishing():
                 ensure_publishing_allowed()
-                workflow.apply_async(retry=True, retry_policy=REQUEST_PUBLISH_RETRY,
+                workflow.apply_async(retry=True, retry_policy=request_publish_retry(),
                                      confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
         except BrokerUnavailableError:
             # Nothing was queued: the day must not stay claimed by a chain that does not exist.

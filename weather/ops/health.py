@@ -6,7 +6,7 @@ from django.db import connection
 from django.http import HttpRequest, JsonResponse
 from django.views.decorators.http import require_safe
 
-from routing.broker import BrokerUnavailableError, ensure_reachable, resource_alarm
+from routing.broker import BrokerUnavailableError, broker_nodes, ensure_reachable, node_states, resource_alarm
 
 
 def _check_database() -> None:
@@ -38,4 +38,9 @@ def readyz(request: HttpRequest) -> JsonResponse:
         except Exception as error:
             checks[name] = f"error: {type(error).__name__}: {str(error)[:200]}"
     ready = all(value == "ok" for value in checks.values())
-    return JsonResponse({"status": "ready" if ready else "not ready", "checks": checks}, status=200 if ready else 503)
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    if len(broker_nodes()) > 1:
+        # A cluster: ready while a node takes work; each node's state said for the operator.
+        body["broker_nodes"] = {node: "ok" if why is None else f"unreachable: {why}"
+                                for node, why in node_states().items()}
+    return JsonResponse(body, status=200 if ready else 503)

@@ -1,0 +1,261 @@
+"""No single broker to lose: a three-node RabbitMQ cluster of the test's own (tools/rabbit_cluster.py), quorum lanes,
+real pools and PostgreSQL, a node killed or stopped mid-work. Loopback only; the machine's RabbitMQ is not touched."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
+from django.db import connection
+from django.db.models import Count
+from django.utils import timezone
+from django_celery_results.models import TaskResult
+
+from routing import BULK, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, MAINTENANCE
+from tests.factories import make_cities
+from tools.harness import ROOT, WorkerPools, run_summary, wait_for, worker_env
+from tools.rabbit_cluster import RabbitCluster, cluster_possible, rabbit_cluster
+from tools.web_tier import web_tier
+from weather.apikeys import issue_key
+from weather.models import DailySummaryRun, RefreshRun, WeatherData
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+POOLS = {INTERACTIVE.name: 2, BULK.name: 2, MAINTENANCE.name: 1}
+# Heartbeats of a few seconds, so pools notice a killed node quickly.
+CLUSTER_ENV = {"BROKER_HEARTBEAT_S": "4", "WEATHER_BATCH_SIZE": "20"}
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[RabbitCluster]:
+    reason = cluster_possible()
+    if reason:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI runs the cluster tests, but: {reason}")
+        pytest.skip(f"the test cluster needs Debian's rabbitmq-server: {reason}")
+    with rabbit_cluster(3) as made:
+        yield made
+
+
+@pytest.fixture
+def on_cluster(cluster, simulator_server, tmp_path, transactional_db, sim) -> Iterator[WorkerPools]:
+    """The three pools on the cluster (the broker URL lists every node), on the test database; `.env` is theirs."""
+    env = {**worker_env(connection.settings_dict["NAME"], simulator_server.url), **CLUSTER_ENV,
+           "CELERY_BROKER_URL": cluster.broker_url}
+    pools = WorkerPools(env, tmp_path / "pools", slots=POOLS, consumers=cluster.consumers)
+    try:
+        for name in POOLS:
+            pools.start(name)
+        yield pools
+    finally:
+        # A test that killed or stopped a node leaves the cluster whole again, before the pools detach from it.
+        for node in cluster.nodes:
+            if node not in cluster.running():
+                cluster.start(node)
+        cluster.wait_until_formed()
+        pools.stop_all()
+        for queue in (INTERACTIVE.name, BULK.name, MAINTENANCE.name, DEAD_LETTER_QUEUE.name):
+            cluster.ctl(cluster.running()[0], "purge_queue", queue, check=False)
+
+
+def _manage(env: dict, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "manage.py", *args], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=120)
+
+
+def _refresh(env: dict) -> RefreshRun:
+    """Start a refresh as an operator does, through the cluster."""
+    started = _manage(env, "refresh_all")
+    assert started.returncode == 0, started.stderr
+    return wait_for(lambda: RefreshRun.objects.order_by("-pk").first(), timeout=60, what="the refresh's run")
+
+
+def _finish(run: RefreshRun, timeout: float = 180) -> dict:
+    return wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=timeout, interval=0.5,
+                    what="the refresh to finish")
+
+
+def _dead_letters(env: dict) -> list[dict]:
+    listed = _manage(env, "deadletters", "list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    return [json.loads(line) for line in listed.stdout.splitlines()]
+
+
+def _no_duplicate_readings() -> bool:
+    return not WeatherData.objects.values("city", "observed_at").annotate(n=Count("id")).filter(n__gt=1).exists()
+
+
+def test_the_lanes_run_on_the_cluster_and_each_node_is_reported(cluster, on_cluster):
+    env = on_cluster.env
+    types = cluster.queue_info("type")
+    assert (types[BULK.name], types[MAINTENANCE.name], types[INTERACTIVE.name]) == (["quorum"], ["quorum"],
+                                                                                      ["classic"])
+    members = cluster.queue_info("members")
+    assert all(node.name in " ".join(members[BULK.name]) for node in cluster.nodes), members[BULK.name]
+    check = _manage(env, "topology", "--check")
+    assert check.returncode == 0, check.stdout + check.stderr
+    for node in cluster.nodes:
+        assert f":{node.port}//: ok" in check.stdout, check.stdout
+    with web_tier(env) as tier, urllib.request.urlopen(f"{tier.edge}/readyz", timeout=10) as response:
+        ready = json.load(response)
+    assert len(ready["broker_nodes"]) == 3
+    assert set(ready["broker_nodes"].values()) == {"ok"}
+
+
+def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, sim):
+    env = on_cluster.env
+    sim.configure(latency_ms=300)
+    make_cities(400)
+    run = _refresh(env)
+    wait_for(lambda: run_summary(run.pk)["batches_done"] >= 2, timeout=60, what="the refresh to be under way")
+    leader = cluster.leader(BULK.name)
+    cluster.kill(leader)  # SIGKILL: the node's VM, without a word to anyone
+    summary = _finish(run)
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
+    assert WeatherData.objects.count() == 400
+    assert _no_duplicate_readings()
+    assert cluster.leader(BULK.name) != leader, "a surviving node leads the queue now"
+    # The pools of the quorum lanes found the surviving nodes by themselves. (The classic
+    # interactive queue lives on one node: if that was the one killed, its lane waits for
+    # it, by design; see routing/lanes.py.)
+    wait_for(lambda: cluster.consumers(BULK.name) >= 1 and cluster.consumers(MAINTENANCE.name) >= 1, timeout=60,
+             interval=1, what="the quorum lanes' pools to consume again")
+
+
+def test_a_202_during_a_leader_election_is_never_lost(cluster, on_cluster, sim):
+    env = on_cluster.env
+    _, key = issue_key("cluster-test", rate_limit_per_minute=1000)
+    today = timezone.now().date()
+    accepted, refusals = [], []
+    with web_tier(env) as tier:
+        cluster.kill(cluster.leader(BULK.name))
+        # Starts of the daily summary (published to bulk, a quorum lane) while the queue elects a new leader:
+        # a 202 only once the cluster confirmed the message, else a 503.
+        for days_ago in range(1, 16):
+            request = urllib.request.Request(
+                f"{tier.edge}/api/etl/daily-summary?day={today - timedelta(days=days_ago)}", data=b"",
+                method="POST", headers={"X-API-Key": key})
+            try:
+                with urllib.request.urlopen(request, timeout=15) as response:
+                    accepted.append(json.load(response)["task_id"])
+            except urllib.error.HTTPError as error:
+                refusals.append((error.code, error.read()[:200]))
+            time.sleep(0.2)
+    assert all(code == 503 for code, _ in refusals), refusals
+    assert accepted, "the cluster accepted starts again within the loop"
+    # Every accepted start ran: the last step of each accepted chain succeeded.
+    wait_for(lambda: TaskResult.objects.filter(task_id__in=accepted, status="SUCCESS").count() == len(accepted),
+             timeout=120, what="every accepted chain to finish")
+    assert DailySummaryRun.objects.filter(task_id__in=accepted).count() == len(accepted)
+    print(f"{len(accepted)} accepted, {len(refusals)} refused during the election")
+
+
+def _post(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
+def test_a_click_while_the_interactive_queues_node_is_down_is_refused_never_lost(cluster, on_cluster, sim):
+    env = on_cluster.env
+    (city,) = make_cities(1)
+    home = cluster.home_node(INTERACTIVE.name)
+    # The web tier talks to another node first, so the queue's node going down does not cut its
+    # connection: the case where RabbitMQ confirmed a message that reached no queue.
+    others_first = ";".join(node.url for node in sorted(cluster.nodes, key=lambda node: node == home))
+    with web_tier({**env, "CELERY_BROKER_URL": others_first, "REFRESH_RATE_LIMIT_PER_MINUTE": "1000"}) as tier:
+        status, body = _post(f"{tier.edge}/api/cities/{city.pk}/refresh")
+        assert status == 202, body
+        wait_for(lambda: TaskResult.objects.filter(task_id=body["task_id"], status="SUCCESS").exists(), timeout=60,
+                 what="the first click's fetch")
+        cluster.stop(home)
+        # The classic queue cannot take the message: the cluster returns it (mandatory), the click gets 503.
+        status, body = _post(f"{tier.edge}/api/cities/{city.pk}/refresh")
+        assert status == 503, body
+        cluster.start(home)
+        wait_for(lambda: cluster.consumers(INTERACTIVE.name) >= 1, timeout=120, interval=1,
+                 what="the interactive pool to consume again, by itself")
+        status, body = wait_for(lambda: (r := _post(f"{tier.edge}/api/cities/{city.pk}/refresh")) and r[0] == 202
+                                and r, timeout=60, interval=1, what="clicks to be accepted again")
+    wait_for(lambda: TaskResult.objects.filter(task_id=body["task_id"], status="SUCCESS").exists(), timeout=60,
+             what="the accepted click's fetch")
+
+
+def _start_summary(tier, key: str, day) -> int:
+    """POST a daily summary start (published to bulk, a quorum lane); its HTTP status."""
+    request = urllib.request.Request(f"{tier.edge}/api/etl/daily-summary?day={day}", data=b"", method="POST",
+                                     headers={"X-API-Key": key})
+    try:
+        with urllib.request.urlopen(request, timeout=15) as response:
+            return response.status
+    except urllib.error.HTTPError as error:
+        return error.code
+
+
+def test_without_a_majority_quorum_lanes_stop_and_doctor_says_why_then_all_resumes(cluster, on_cluster, sim):
+    env = on_cluster.env
+    _, key = issue_key("majority-test", rate_limit_per_minute=1000)
+    yesterday = timezone.now().date() - timedelta(days=1)
+    first, second, _ = cluster.nodes
+    with web_tier(env) as tier:
+        cluster.stop(first)
+        cluster.stop(second)
+        # The operator's own configuration (every node listed) is what doctor and the API run with.
+        doctor = _manage(env, "doctor", "--json")
+        findings = {f["check"]: f for f in map(json.loads, doctor.stdout.splitlines())}
+        assert doctor.returncode == 1, doctor.stdout
+        assert "broker nodes" in findings, doctor.stdout
+        assert findings["broker nodes"]["status"] == "fail", findings["broker nodes"]
+        assert "no majority" in findings["broker nodes"]["saw"]
+        # The quorum lane accepts nothing: the surviving node cannot confirm a message alone, so no 202.
+        assert _start_summary(tier, key, yesterday) == 503
+        assert not DailySummaryRun.objects.filter(day=yesterday).exists(), "a refused start leaves no claim"
+        cluster.start(first)
+        cluster.start(second)
+        # Everything resumes without intervention: the same start is accepted and runs, a refresh runs to its end.
+        wait_for(lambda: _start_summary(tier, key, yesterday) == 202, timeout=60, interval=1,
+                 what="the quorum lane to accept again")
+    make_cities(40)
+    wait_for(lambda: all(cluster.consumers(queue) >= 1 for queue in POOLS), timeout=120, interval=1,
+             what="the pools to consume again")
+    summary = _finish(_refresh(env))
+    assert (summary["cities_refreshed"], summary["cities_failed"]) == (40, 0)
+    run = DailySummaryRun.objects.get(day=yesterday)
+    wait_for(lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(), timeout=120,
+             what="the accepted summary to finish")
+
+
+def test_a_poison_message_is_dead_lettered_by_the_cluster_and_replayed_after_a_leader_change(cluster, on_cluster,
+                                                                                             sim):
+    pools, env = on_cluster, on_cluster.env
+    pools.start(BULK.name, concurrency=1)
+    make_cities(5)
+    sim.configure(latency_ms=500)
+    run = _refresh(env)
+    # Every delivery of the one batch is killed mid-request; the quorum queue counts the returns.
+    for kill in range(DELIVERY_LIMIT):
+        wait_for(lambda n=kill: sim.stats()["requests"] >= n + 1, timeout=60, what=f"delivery {kill + 1}")
+        assert pools.kill_children(BULK.name), "a child is running the batch"
+    (letter,) = wait_for(lambda: _dead_letters(env), timeout=60, what="the dead letter")
+    assert letter["lane"] == BULK.name
+    assert "crashed its worker on every delivery" in letter["why"]
+    assert sim.stats()["requests"] == DELIVERY_LIMIT, "the last delivery is refused before the provider"
+    assert _finish(run)["cities_failed"] == 5
+    # The dead letters are replicated: with their queue's leader gone, another node hands them back.
+    cluster.kill(cluster.leader(DEAD_LETTER_QUEUE.name))
+    sim.configure(latency_ms=0)
+    replayed = _manage(env, "deadletters", "replay", "--all")
+    assert replayed.returncode == 0, replayed.stdout + replayed.stderr
+    wait_for(lambda: WeatherData.objects.count() == 5, timeout=90, what="the replayed batch")
+    assert _no_duplicate_readings()
