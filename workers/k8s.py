@@ -25,7 +25,10 @@ HEADER = ("# Rendered by `python -m workers render k8s` from workers/pools.py an
 APP = "f-brain"
 IMAGE = "f-brain:latest"
 CONFIG = f"{APP}-config"  # the non-secret settings (rendered, edit per cluster)
-SECRETS = f"{APP}-secrets"  # SECRET_KEY, POSTGRES_PASSWORD, CELERY_BROKER_URL, METRICS_TOKEN: created by the operator
+# SECRET_KEY, POSTGRES_PASSWORD, CELERY_BROKER_URL, KEDA_RABBITMQ_URL, METRICS_TOKEN: created by the operator.
+SECRETS = f"{APP}-secrets"
+# KEDA takes one broker URL, where Celery takes a cluster's list (";"-separated): a key of its own.
+KEDA_BROKER_KEY = "KEDA_RABBITMQ_URL"
 # The image's user (Dockerfile): numeric, so runAsNonRoot can be verified.
 APP_UID = 10001
 # What a pool's main process holds besides its children (the consumer, the Django app).
@@ -132,10 +135,10 @@ def pool_manifests(pool: Pool) -> list[dict]:
 
 
 def rabbitmq_auth() -> dict:
-    """KEDA reads the broker URL from the same Secret the pods use."""
+    """KEDA reads the broker from the same Secret the pods use, by one URL (a cluster's client Service)."""
     return {"apiVersion": "keda.sh/v1alpha1", "kind": "TriggerAuthentication", "metadata": _meta(f"{APP}-rabbitmq",
                                                                                                  "autoscaling"),
-            "spec": {"secretTargetRef": [{"parameter": "host", "name": SECRETS, "key": "CELERY_BROKER_URL"}]}}
+            "spec": {"secretTargetRef": [{"parameter": "host", "name": SECRETS, "key": KEDA_BROKER_KEY}]}}
 
 
 def web_manifests() -> list[dict]:

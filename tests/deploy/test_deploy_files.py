@@ -57,7 +57,8 @@ def test_compose_services_match_the_registry():
     assert beats == ["beat"]
     assert services["flower"]["profiles"] == ["monitoring"]
     assert "basic-auth" in " ".join(services["flower"]["command"])
-    images = {svc.get("image") for name, svc in services.items() if name not in ("db", "rabbitmq", "edge")}
+    images = {svc.get("image") for name, svc in services.items()
+              if name not in ("db", "edge") and not name.startswith("rabbitmq")}
     assert images == {"f-brain:latest"}
     # Clients reach the web server only through the edge, which reads each request whole first.
     assert "ports" not in services["web"]
@@ -94,12 +95,36 @@ def test_compose_broker_credentials_are_not_guest():
 
 
 
-def _compose_config(project: Path, env_text: str) -> subprocess.CompletedProcess:
+def test_the_compose_cluster_profile_forms_one_cluster_of_every_rabbitmq_node():
+    services = _compose()["services"]
+    nodes = {name: service for name, service in services.items() if service.get("image", "").startswith("rabbitmq:")}
+    assert len(nodes) == 3, sorted(nodes)
+    conf = (ROOT / "deploy" / "rabbitmq" / "cluster.conf").read_text()
+    listed = set(re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+ = rabbit@(\S+)$", conf, re.MULTILINE))
+    # Each node runs as rabbit@<hostname>; formation finds exactly these.
+    assert {service["hostname"] for service in nodes.values()} == listed
+    assert "quorum_queue.initial_group_size = 3" in conf
+    volumes = set()
+    for name, service in nodes.items():
+        mounts = [v.split(":") for v in service["volumes"]]
+        assert ["./deploy/rabbitmq/cluster.conf", "/etc/rabbitmq/conf.d/20-cluster.conf", "ro"] in mounts, name
+        volumes |= {source for source, target, *_ in mounts if target == "/var/lib/rabbitmq"}
+        if name != "rabbitmq":
+            assert service["profiles"] == ["cluster"], name
+            assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
+    assert len(volumes) == 3, "each node keeps its own data"
+    # The client URL list the example gives names every node.
+    example = re.search(r"^# CELERY_BROKER_URL=(\S+)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
+    assert example, ".env.example shows the cluster's URL list"
+    assert {url.split("@")[1].split(":")[0] for url in example.group(1).split(";")} == listed
+
+
+def _compose_config(project: Path, env_text: str, *args: str) -> subprocess.CompletedProcess:
     """`docker-compose config` as a user runs it: the compose file beside its .env."""
     shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
     (project / ".env").write_text(env_text)
     # A bare environment, so only the .env file (not this shell's variables) feeds it.
-    return subprocess.run(["docker-compose", "config"], cwd=project, capture_output=True, text=True,
+    return subprocess.run(["docker-compose", *args, "config"], cwd=project, capture_output=True, text=True,
                           env={"PATH": "/usr/bin:/bin"})
 
 
@@ -114,6 +139,10 @@ def test_compose_file_validates_with_a_real_parser(tmp_path):
     # .env reaches every Python service: a pool override set there is what the pool sees.
     assert rendered["worker-bulk"]["environment"]["WORKER_BULK_CONCURRENCY"] == "4"
     assert rendered["worker-bulk"]["environment"]["POSTGRES_HOST"] == "db"
+    clustered = _compose_config(tmp_path, example, "--profile", "cluster")
+    assert clustered.returncode == 0, clustered.stderr
+    cookie = yaml.safe_load(clustered.stdout)["services"]["rabbitmq-3"]["environment"]["RABBITMQ_CTL_ERL_ARGS"]
+    assert cookie == "-setcookie change-me-to-a-long-random-string"
     refused = _compose_config(tmp_path, "")
     assert refused.returncode != 0
     assert "set POSTGRES_PASSWORD" in refused.stderr or "set SECRET_KEY" in refused.stderr
