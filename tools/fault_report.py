@@ -8,6 +8,9 @@ Scenarios (loopback only, each bounded in time):
   provider-30pct  30 % of provider answers fail (500, 429, timeout, malformed),
                   under the real free-tier quota (600 locations a minute)
 
+With --cluster, the scenarios of a three-node RabbitMQ cluster instead (tools/cluster_faults.py:
+the bulk leader killed, publishes during its election, no majority, a poison message).
+
 Columns: batches enqueued, batches completed (done or reported failed), lost
 (still pending at the end), re-run (provider reservations beyond one a batch:
 retries and redeliveries of at-least-once delivery), duplicated (readings
@@ -16,7 +19,7 @@ is counted rather than assumed), the most locations granted in any sliding
 minute against the bulk cap, and whether every pool was still the process it
 was at the start (kill scenarios restart the bulk pool on purpose).
 
-    .venv/bin/python -m tools.fault_report [--cities 1000 --kills 10]
+    .venv/bin/python -m tools.fault_report [--cities 1000 --kills 10] [--cluster]
 """
 
 from __future__ import annotations
@@ -30,6 +33,8 @@ import time
 from datetime import timedelta
 from pathlib import Path
 
+from tools.rabbit_cluster import RabbitCluster, rabbit_cluster
+
 FROZEN = 1_790_000_000.0
 
 
@@ -39,8 +44,16 @@ def main() -> int:
     parser.add_argument("--kills", type=int, default=10)
     parser.add_argument("--latency-ms", type=float, default=300.0)
     parser.add_argument("--only", nargs="*", help="run only these scenarios")
+    parser.add_argument("--cluster", action="store_true", help="the cluster scenarios, on a test cluster of three")
     args = parser.parse_args()
+    if args.cluster:
+        with rabbit_cluster(3) as cluster:
+            return report(args, cluster)
+    return report(args, None)
 
+
+def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
+    """Run the scenarios (on `cluster` when given), print the table, write the JSON; 0 when nothing was lost."""
     # Quota lifted except where a scenario sets it; the crash cap is the default but
     # in the kill scenarios, which cut the same batch short more often than that.
     unlimited = {"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0"}
@@ -53,16 +66,16 @@ def main() -> int:
                  "WEATHER_QUOTA_PER_HOUR": str(provider.FREE_TIER_LOCATIONS_PER_HOUR),
                  "WEATHER_QUOTA_PER_DAY": str(provider.FREE_TIER_LOCATIONS_PER_DAY),
                  "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
-    from tools.measure import ROOT, machine, prepare, print_table, write_json
+    from tools.measure import ROOT, fresh_cities, machine, prepare, print_table, write_json
 
-    prepare("faults")
+    prepare("faults", broker_url=cluster.broker_url if cluster else None)
     from django.db import connection
     from django.db.models import Count
 
     from routing import LANE_NAMES
     from tools.harness import Simulator, WorkerPools, purge_lanes, queue_consumers, run_summary, wait_for
     from tools.simulator import start_in_thread
-    from weather.models import City, QuotaGrant, RefreshBatch, WeatherData
+    from weather.models import QuotaGrant, RefreshBatch, WeatherData
     from weather.tasks import update_all_weather_data
 
     server = start_in_thread()
@@ -70,14 +83,9 @@ def main() -> int:
     env = {**os.environ, "WEATHER_API_URL": server.url, "PYTHONUNBUFFERED": "1"}
     pools = WorkerPools(env, ROOT / "bench" / "results" / "fault-logs")
 
-    def fresh() -> None:
+    def fresh(cities: int = args.cities) -> None:
         purge_lanes()
-        with connection.cursor() as cursor:
-            cursor.execute("TRUNCATE weather_weatherdata, weather_refreshbatch, weather_refreshrun, "
-                           "weather_quotagrant, weather_taskattempt, django_celery_results_taskresult, weather_city "
-                           "RESTART IDENTITY CASCADE")
-        City.objects.bulk_create(City(name=f"Fault {i}", country_code="FR", latitude=(i * 0.0137) % 80,
-                                      longitude=(i * 0.0291) % 170) for i in range(args.cities))
+        fresh_cities(cities, "Fault")
         sim.reset()
         sim.configure(latency_ms=args.latency_ms, fixed_time=FROZEN, timeout_sleep_s=2, retry_after_s=0.2)
 
@@ -116,6 +124,22 @@ def main() -> int:
 
     def flaky_provider(run_id: int) -> int:
         return 1
+
+    if cluster is not None:
+        from tools import cluster_faults
+
+        try:
+            rows = cluster_faults.run(cluster, args.cities, args.latency_ms, ROOT / "bench" / "results" / "fault-logs",
+                                      sim, server.url, fresh)
+        finally:
+            purge_lanes()
+            server.shutdown()
+        print_table(cluster_faults.HEADERS, rows)
+        path = write_json("fault_report_cluster", {
+            "machine": machine(), "settings": vars(args),
+            "rows": [dict(zip(cluster_faults.HEADERS, r, strict=True)) for r in rows]})
+        print(f"written {path}")
+        return 0 if all(r[5] == 0 and r[6] == 0 for r in rows) else 1
 
     scenarios = {
         "child-kill": lambda run: kill_loop(run, whole=False),

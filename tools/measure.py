@@ -15,8 +15,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
-def prepare(name: str) -> None:
-    """Point this process (and the workers it starts) at `f_brain_<name>`, then set up Django."""
+def prepare(name: str, broker_url: str | None = None) -> None:
+    """Point this process (and the workers it starts) at `f_brain_<name>` (or `broker_url`), then set up Django."""
     database = f"f_brain_{name}"
     vhost = f"f_brain_{name}"
     os.environ.update({
@@ -28,7 +28,7 @@ def prepare(name: str) -> None:
         "SECRET_KEY": "benchmark-only-" + "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyz",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        "CELERY_BROKER_URL": f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "CELERY_BROKER_URL": broker_url or f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
         "DJANGO_SETTINGS_MODULE": "server_config.settings",
     })
     admin = psycopg2.connect(host=os.environ["POSTGRES_HOST"], user=os.environ["POSTGRES_USER"],
@@ -39,9 +39,9 @@ def prepare(name: str) -> None:
         if cursor.fetchone() is None:
             cursor.execute(f'CREATE DATABASE "{database}"')
     admin.close()
-    existing = subprocess.run(["rabbitmqctl", "-q", "list_vhosts"], capture_output=True, text=True).stdout.split()
-    if vhost not in existing:
-        subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
+    # Afresh each run: a queue an older topology declared differently cannot be redeclared in place.
+    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
+    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
     subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
                    check=True, capture_output=True)
 
@@ -51,6 +51,20 @@ def prepare(name: str) -> None:
     from django.core.management import call_command
 
     call_command("migrate", verbosity=0)
+
+
+def fresh_cities(count: int, name: str) -> None:
+    """Empty every table a run writes (readings, runs, grants, crash counts, results) and make `count` cities."""
+    from django.db import connection
+
+    from weather.models import City
+
+    with connection.cursor() as cursor:
+        cursor.execute("TRUNCATE weather_weatherdata, weather_refreshbatch, weather_refreshrun, "
+                       "weather_quotagrant, weather_taskattempt, django_celery_results_taskresult, weather_city "
+                       "RESTART IDENTITY CASCADE")
+    City.objects.bulk_create(City(name=f"{name} {i}", country_code="FR", latitude=(i * 0.0137) % 80,
+                                  longitude=(i * 0.0291) % 170) for i in range(count))
 
 
 def percentile(values: list[float], q: float) -> float:
