@@ -31,7 +31,7 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tools.measure import ROOT, machine, percentile, prepare, print_table, write_json
+from tools.measure import ROOT, add_label_argument, machine, percentile, prepare, print_table, write_json
 
 FINAL = ("SUCCESS", "FAILURE")
 
@@ -67,15 +67,21 @@ def click(edge: str, city_id: int, poll_s: float, timeout_s: float) -> Click:
     return result
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def click_arguments(description: str | None) -> argparse.ArgumentParser:
+    """The options of a run of clicks: how many, the provider's latency, how often and how long to poll, a label."""
+    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--clicks", type=int, default=200)
     parser.add_argument("--latency-ms", type=float, default=100.0)
     parser.add_argument("--poll-ms", type=float, default=2.0)
+    parser.add_argument("--click-timeout", type=float, default=10.0)
+    add_label_argument(parser)
+    return parser
+
+
+def main() -> int:
+    parser = click_arguments(__doc__)
     parser.add_argument("--bulk-tasks", type=int, default=2000)
     parser.add_argument("--cities-per-bulk-task", type=int, default=50)
-    parser.add_argument("--click-timeout", type=float, default=10.0)
-    parser.add_argument("--label", default="", help="a name for this tree's figures (for example 'before')")
     args = parser.parse_args()
 
     os.environ.update({"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0",
@@ -170,8 +176,7 @@ def main() -> int:
     print(f"\npools: flood p99 / idle p99 = {flooded['p99_ms'] / idle['p99_ms']:.2f} (target <= 1.2); "
           f"idle overhead p50 = {idle['overhead_p50_ms']:.1f} ms (target <= 10); provider {args.latency_ms:g} ms, "
           f"status polled every {args.poll_ms:g} ms")
-    name = f"click_{args.label}" if args.label else "click"
-    path = write_json(name, {"machine": machine(), "settings": vars(args), "results": results})
+    path = write_json("click", {"machine": machine(), "settings": vars(args), "results": results}, args.label)
     print(f"written {path}")
     return 0
 

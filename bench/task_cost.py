@@ -21,7 +21,7 @@ import sys
 import time
 from collections.abc import Callable
 
-from tools.measure import ROOT, fresh_cities, machine, prepare, print_table, write_json
+from tools.measure import ROOT, add_label_argument, fresh_cities, machine, prepare, print_table, write_json
 
 FROZEN = 1_790_000_000.0
 
@@ -30,7 +30,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--variants", nargs="+", default=["project", "bare"], choices=["project", "bare"])
-    parser.add_argument("--label", default="", help="a name for this tree's figures (for example 'before')")
+    add_label_argument(parser)
     args = parser.parse_args()
 
     os.environ.update({"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0",
@@ -127,8 +127,7 @@ def main() -> int:
     print_table(headers, [[r[h] if r[h] is not None else "-" for h in headers] for r in results])
     print(f"bulk pool: concurrency={bulk.concurrency} prefetch={bulk.prefetch_multiplier} "
           f"acks_late={bulk.acks_late} max_tasks_per_child={bulk.max_tasks_per_child} nice={bulk.cpu_nice}")
-    name = f"task_cost_{args.label}" if args.label else "task_cost"
-    path = write_json(name, {"machine": machine(), "settings": vars(args), "results": results})
+    path = write_json("task_cost", {"machine": machine(), "settings": vars(args), "results": results}, args.label)
     print(f"written {path}")
     return 0
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import platform
@@ -95,9 +96,14 @@ def print_table(headers: list[str], rows: list[list[object]]) -> None:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)))
 
 
-def write_json(name: str, payload: dict) -> Path:
-    """Save results under bench/results/."""
+def add_label_argument(parser: argparse.ArgumentParser) -> None:
+    """--label: a name for one tree's figures, so runs of two trees (before and after a change) sit side by side."""
+    parser.add_argument("--label", default="", help="a name for this tree's figures (for example 'before')")
+
+
+def write_json(name: str, payload: dict, label: str = "") -> Path:
+    """Save results under bench/results/ as <name>.json, or <name>_<label>.json."""
     RESULTS.mkdir(parents=True, exist_ok=True)
-    path = RESULTS / f"{name}.json"
+    path = RESULTS / f"{name}_{label}.json" if label else RESULTS / f"{name}.json"
     path.write_text(json.dumps(payload, indent=2, default=str))
     return path
