@@ -6,6 +6,7 @@ from typing import Any
 
 from celery import Celery, signals
 from django.conf import settings
+from django.db import close_old_connections
 
 from routing.bootsteps import DeclareTopology
 from workers.liveness import TouchLivenessFile
@@ -28,6 +29,19 @@ def log_like_the_web(loglevel: int | None = None, **_: Any) -> None:
     configure(settings.LOGGING)
     if loglevel:
         logging.getLogger().setLevel(loglevel)
+
+
+@signals.task_prerun.connect
+@signals.task_postrun.connect
+def keep_database_connections(task: Any = None, **_: Any) -> None:
+    """Around each task, Django's rule for a request: drop a connection past CONN_MAX_AGE or after an error.
+
+    Celery's own Django fixup would close every connection before and after each
+    task; settings.CELERY_DB_REUSE_MAX turns that off. A kept connection is checked
+    before its next use (CONN_HEALTH_CHECKS), so one PostgreSQL closed is replaced.
+    """
+    if task is not None and not getattr(task.request, "is_eager", False):
+        close_old_connections()
 
 
 @signals.worker_process_init.connect

@@ -176,9 +176,10 @@ if env_bool("USE_POSTGRES", False):
                 "keepalives_interval": KEEPALIVE_INTERVAL_S,
                 "keepalives_count": KEEPALIVE_PROBES,
             },
-            # Connections kept between requests and between tasks: opening one cost each
-            # status poll and each task about 10 ms (measured, bench/click.py). Health
-            # checks drop a connection PostgreSQL closed before it is used again.
+            # Connections kept between requests and between tasks (server_config/celery.py):
+            # opening one cost each status poll and each task about 10 ms (measured,
+            # bench/click.py and bench/click_profile.py). Health checks drop a connection
+            # PostgreSQL closed before it is used again.
             "CONN_MAX_AGE": env_int("POSTGRES_CONN_MAX_AGE", 300, minimum=0),
             "CONN_HEALTH_CHECKS": True,
         }
@@ -285,6 +286,9 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_ENABLE_UTC = True
 CELERY_TASK_TRACK_STARTED = True
+# Celery's Django fixup closes the database connections around every task unless this
+# many tasks have not yet run: out of reach, so CONN_MAX_AGE decides (server_config/celery.py).
+CELERY_DB_REUSE_MAX = 2**62
 CELERY_RESULT_EXPIRES = timedelta(days=env_int("CELERY_RESULT_EXPIRES_DAYS", 7, minimum=1))
 
 # Topology: derived from `routing`, never repeated here.

@@ -1,6 +1,7 @@
 """Tasks run by real Celery workers consuming from RabbitMQ, on the test PostgreSQL database."""
 
 import json
+import time
 from datetime import timedelta
 
 import pytest
@@ -38,6 +39,26 @@ def test_refresh_through_the_api_stores_a_reading(live, sim):
     assert 0 <= body["run_seconds"] < 10, "the run time, from the worker's start to its result"
     assert body["date_started"] <= body["date_done"]
     assert sim.stats()["requests"] == 1
+
+
+def _sessions_opened() -> int:
+    """Connections PostgreSQL has accepted to the test database so far (counted when each one ends or reports)."""
+    from django.db import connection
+
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
+        return cursor.fetchone()[0]
+
+
+def test_a_worker_child_keeps_its_database_connection_between_tasks(live, sim):
+    # Opening a connection was a tenth of a click's own time (bench/click_profile.py):
+    # ten fetches in a row must not open ten connections (Celery closes them around each task by default).
+    cities = make_cities(10)
+    before = _sessions_opened()
+    for city in cities:
+        assert fetch_weather_for_city.delay(city.pk).get(timeout=30)["city_id"] == city.pk
+    time.sleep(1.5)  # a backend that ended has reported its session by then
+    assert _sessions_opened() - before < 5
 
 
 def test_transient_fault_is_retried_then_succeeds(live, sim):
