@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -11,7 +12,7 @@ from typing import Any
 from celery import chain, uuid
 from celery.result import AsyncResult
 from celery.states import READY_STATES
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
@@ -65,24 +66,46 @@ class Enqueued:
     deduplicated: bool
 
 
+def _insert_unless_held(model: type[Model], key: dict[str, Any], task_id: str) -> bool:
+    """Insert the claim row unless one holds the key already; True when this call inserted it.
+
+    One statement (INSERT ... ON CONFLICT DO NOTHING), one round trip when the key is
+    free, which is nearly always. What the key names missing (a city) raises IntegrityError,
+    but only at commit inside a caller's transaction (Django's foreign keys are deferred):
+    callers check that it exists first.
+    """
+    row = model(**key, task_id=task_id)
+    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
+    values = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
+    quote = connection.ops.quote_name
+    conflict = ", ".join(quote(model._meta.get_field(name).column) for name in key)
+    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
+           f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING RETURNING 1")
+    # Inside a caller's transaction a failed insert must not abort it: a savepoint then.
+    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
+    with savepoint, connection.cursor() as cursor:
+        cursor.execute(sql, values)
+        return cursor.fetchone() is not None
+
+
 def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bool]) -> Enqueued:
     """Register new work under a unique key (a city, a day), or return the task id already holding it.
 
     The unique key makes this race-free across processes: of two concurrent
-    inserts one fails and reads the winner's row. A holder that `is_stale` (lost,
-    or ended) is replaced by a conditional update, so two requests never both win.
+    inserts one does nothing, and reads the winner's row. A holder that `is_stale`
+    (lost, or ended) is replaced by a conditional update, so two requests never both win.
     """
     task_id = uuid()
-    try:
-        with transaction.atomic():
-            held, created = model.objects.get_or_create(**key, defaults={"task_id": task_id})
-    except IntegrityError:
-        # Another request claimed it first, or what the key names (a city) is gone.
-        held, created = model.objects.filter(**key).first(), False
-        if held is None:
-            raise
-    if created:
-        return Enqueued(task_id, deduplicated=False)
+    held = None
+    # A holder can end (its row deleted) between the insert and the read: then try again.
+    for _ in range(3):
+        if _insert_unless_held(model, key, task_id):
+            return Enqueued(task_id, deduplicated=False)
+        held = model.objects.filter(**key).first()
+        if held is not None:
+            break
+    if held is None:
+        raise IntegrityError(f"{model.__name__} {key} could be neither claimed nor read")
     if is_stale(held):
         replaced = model.objects.filter(pk=held.pk, task_id=held.task_id).update(
             task_id=task_id, **{model.CLAIMED_AT: timezone.now()})

@@ -22,8 +22,7 @@ from typing import Any
 from celery import Task
 from celery.exceptions import Reject
 from django.conf import settings
-from django.db import Error, IntegrityError, transaction
-from django.db.models import F
+from django.db import Error, connection
 from django.utils import timezone
 
 from routing import DELIVERY_LIMIT, QUORUM_LANE_NAMES
@@ -33,21 +32,26 @@ from .models import TaskAttempt
 
 
 def record_start(task_id: str, task_name: str, lane: str, retries: int = 0) -> int:
-    """Count one start of this try of the message; returns how many times it has started without ending."""
-    now = timezone.now()
-    try:
-        # Nearly every start is a message's first: one insert.
-        with transaction.atomic():
-            TaskAttempt.objects.create(task_id=task_id, task_name=task_name, lane=lane, retries=retries,
-                                       starts=1, last_started_at=now)
-        return 1
-    except IntegrityError:
-        pass  # this try started before (a crash), or an earlier try of the message left its row
-    attempts = TaskAttempt.objects.filter(task_id=task_id)
-    if attempts.filter(retries=retries).update(starts=F("starts") + 1, last_started_at=now):
-        return attempts.values_list("starts", flat=True).first() or 1
-    attempts.update(retries=retries, starts=1, last_started_at=now)
-    return 1
+    """Count one start of this try of the message; returns how many times it has started without ending.
+
+    One statement, one round trip, on every task's path: the first start inserts;
+    another start of the same try adds one; the first start of a later try (a retry)
+    begins its own count.
+    """
+    table = connection.ops.quote_name(TaskAttempt._meta.db_table)
+    now = TaskAttempt._meta.get_field("last_started_at").get_db_prep_value(timezone.now(), connection)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"""INSERT INTO {table} (task_id, task_name, lane, retries, starts, last_started_at)
+                VALUES (%s, %s, %s, %s, 1, %s)
+                ON CONFLICT (task_id) DO UPDATE SET
+                    starts = CASE WHEN {table}.retries = excluded.retries THEN {table}.starts + 1 ELSE 1 END,
+                    retries = excluded.retries,
+                    last_started_at = excluded.last_started_at
+                RETURNING starts""",
+            [task_id, task_name, lane, retries, now],
+        )
+        return int(cursor.fetchone()[0])
 
 
 def _delivery_count(request: Any) -> int:

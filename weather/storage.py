@@ -1,9 +1,11 @@
-"""Idempotent writes of readings: the same observation stored twice is one row."""
+"""Idempotent writes: the same observation stored twice is one row, in one statement and one round trip."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
+from django.db.models import Model
+from django.db.models.constants import OnConflict
 from django.utils import timezone
 
 from .models import WeatherData
@@ -12,8 +14,28 @@ from .services import Reading
 UPSERT_CHUNK = 1000
 
 
+def upsert(rows: Sequence[Model], unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:
+    """INSERT ... ON CONFLICT (unique_fields) DO UPDATE SET update_fields: one statement per UPSERT_CHUNK rows.
+
+    QuerySet.bulk_create(update_conflicts=True) sends the same statement, inside a
+    transaction of its own: BEGIN and COMMIT make it three round trips. One statement
+    is atomic by itself; a write cut between two chunks is repaired by writing again.
+    """
+    if not rows:
+        return
+    model = type(rows[0])
+    opts = model._meta
+    fields = [f for f in opts.concrete_fields if not f.generated and not f.primary_key]
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        # The insert bulk_create itself makes (QuerySet._insert), without its transaction.
+        model._base_manager._insert(
+            rows[start:start + UPSERT_CHUNK], fields=fields, on_conflict=OnConflict.UPDATE,
+            update_fields=[opts.get_field(name) for name in update_fields],
+            unique_fields=[opts.get_field(name) for name in unique_fields])
+
+
 def upsert_readings(readings: Iterable[tuple[int, Reading]]) -> int:
-    """Insert or update one row per (city, observation) in one statement per chunk."""
+    """Insert or update one row per (city, observation)."""
     now = timezone.now()
     rows = [
         WeatherData(
@@ -26,12 +48,6 @@ def upsert_readings(readings: Iterable[tuple[int, Reading]]) -> int:
         )
         for city_id, reading in readings
     ]
-    if rows:
-        WeatherData.objects.bulk_create(
-            rows,
-            batch_size=UPSERT_CHUNK,
-            update_conflicts=True,
-            unique_fields=["city", "observed_at"],
-            update_fields=["temperature", "humidity", "pressure", "fetched_at"],
-        )
+    upsert(rows, unique_fields=["city", "observed_at"], update_fields=["temperature", "humidity", "pressure",
+                                                                      "fetched_at"])
     return len(rows)

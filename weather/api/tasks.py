@@ -17,21 +17,23 @@ router = Router(tags=["tasks"])
 
 def describe(result: AsyncResult) -> dict:
     """What a client may know of a task: state, result or error, and when it ran (fields it lacks are left out)."""
-    body: dict = {"task_id": result.id, "state": result.state}
-    if result.state == "SUCCESS":
+    # Read once: until a task is ready, each look at AsyncResult.state reads the result row again.
+    state = result.state
+    body: dict = {"task_id": result.id, "state": state}
+    if state == "SUCCESS":
         body["result"] = result.result
-    elif result.state in ("FAILURE", "RETRY"):
+    elif state in ("FAILURE", "RETRY"):
         error = result.result
         body["error"] = f"{type(error).__name__}: {error}" if isinstance(error, BaseException) else str(error)
     # PENDING means no result row yet: nothing more to read on the hottest poll.
-    times = None if result.state == "PENDING" else (
+    times = None if state == "PENDING" else (
         TaskResult.objects.filter(task_id=result.id).values_list("date_started", "date_done").first())
     started, done = times or (None, None)
     if started:
         body["date_started"] = started
     if done:
         body["date_done"] = done
-    if started and done and result.state in READY_STATES:
+    if started and done and state in READY_STATES:
         # The start is stamped by the database, the end by the worker: across hosts
         # whose clocks drift this is approximate, never negative.
         body["run_seconds"] = round(max(0.0, (done - started).total_seconds()), 3)

@@ -1,0 +1,75 @@
+"""The writes on a click's path are one statement each, sent outside any transaction: one round trip."""
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+
+import pytest
+from celery import current_app
+from celery.result import AsyncResult
+from django.db import connection
+from django_celery_results.models import TaskResult
+
+from tests.factories import make_city
+from weather.dispatch import _claim, _fetch_is_stale
+from weather.guard import record_start
+from weather.models import PendingFetch, WeatherData
+from weather.services import Reading
+from weather.storage import upsert_readings
+
+# Autocommit, as a worker and a web request run: a transaction would add BEGIN and COMMIT.
+pytestmark = pytest.mark.django_db(transaction=True)
+
+
+def statements_of(write: Callable[[], object]) -> list[tuple[str, bool]]:
+    """Each statement `write` sent: its verb, and whether it ran outside a transaction (autocommit)."""
+    sent: list[tuple[str, bool]] = []
+
+    def watch(execute, sql, params, many, context):
+        sent.append((sql.split(None, 1)[0].upper(), connection.get_autocommit()))
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        write()
+    return sent
+
+
+ONE_INSERT = [("INSERT", True)]
+
+
+def test_counting_a_start_is_one_statement_whether_first_crash_or_retry():
+    assert statements_of(lambda: record_start("t-9", "task", "interactive")) == ONE_INSERT
+    assert statements_of(lambda: record_start("t-9", "task", "interactive")) == ONE_INSERT
+    assert statements_of(lambda: record_start("t-9", "task", "interactive", retries=1)) == ONE_INSERT
+
+
+def test_claiming_a_city_is_one_statement_and_a_second_claim_joins_the_first():
+    city = make_city()
+    key = {"city_id": city.pk}
+    claims = []
+    assert statements_of(lambda: claims.append(_claim(PendingFetch, key, _fetch_is_stale))) == ONE_INSERT
+    joined = _claim(PendingFetch, key, _fetch_is_stale)
+    assert (joined.task_id, joined.deduplicated) == (claims[0].task_id, True)
+    assert PendingFetch.objects.get(city=city).task_id == claims[0].task_id
+
+
+def test_storing_a_reading_is_one_statement_and_stays_idempotent():
+    city = make_city()
+    observed = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    assert statements_of(lambda: upsert_readings([(city.pk, Reading(3.0, 80.0, 1010.0, observed))])) == ONE_INSERT
+    upsert_readings([(city.pk, Reading(4.0, 81.0, 1011.0, observed))])
+    assert list(WeatherData.objects.filter(city=city).values_list("temperature", "humidity")) == [(4.0, 81.0)]
+
+
+def test_each_state_in_the_result_backend_is_one_statement_and_keeps_when_the_task_started():
+    backend = current_app.backend
+    task_id = "00000000-0000-4000-8000-000000000001"
+    assert statements_of(lambda: backend.store_result(task_id, {"pid": 1}, "STARTED")) == ONE_INSERT
+    started = TaskResult.objects.get(task_id=task_id)
+    assert started.status == "STARTED"
+    assert started.date_started is not None
+    assert statements_of(lambda: backend.store_result(task_id, {"city_id": 7}, "SUCCESS")) == ONE_INSERT
+    done = TaskResult.objects.get(task_id=task_id)
+    assert (done.status, done.date_started, done.date_created) == ("SUCCESS", started.date_started,
+                                                                    started.date_created)
+    assert done.date_done >= started.date_done
+    assert AsyncResult(task_id).result == {"city_id": 7}
