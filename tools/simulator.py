@@ -24,7 +24,7 @@ from urllib.parse import parse_qs, urlsplit
 from weather.provider import MAX_LOCATIONS_PER_REQUEST as MAX_LOCATIONS
 
 FORECAST_PATH = "/v1/forecast"
-FAULT_KINDS = ("ok", "error", "rate_limit", "timeout", "malformed", "bad_value")
+FAULT_KINDS = ("ok", "error", "rate_limit", "timeout", "malformed", "bad_value", "cut")
 UNITS = {"temperature_2m": "°C", "relative_humidity_2m": "%", "surface_pressure": "hPa"}
 
 
@@ -252,6 +252,16 @@ class SimulatorHandler(BaseHTTPRequestHandler):
             return
         if kind == "malformed":
             self._send(200, b'{"latitude": 52.5, "current": {"temperature_2m": ', "application/json")
+            return
+        if kind == "cut":
+            # The headers promise more than arrives: the connection drops mid-body (a proxy or a link failing).
+            body = b'{"latitude": 52.5, "current": {"temperature_2m": 1.5}}'
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(2 * len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+            self.close_connection = True
             return
         wanted = [name for name in query.get("current", [""])[0].split(",") if name in UNITS]
         when = observation_time(config.fixed_time or time.time())

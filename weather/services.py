@@ -114,16 +114,16 @@ def _said(message: str, upstream: str) -> str:
 def _number(current: dict, key: str, bounds: tuple[float, float]) -> float:
     value = current.get(key)
     if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise InvalidReadingError(f"{key} is missing or not a number: {str(value)[:40]!r}")
+        raise InvalidReadingError(_said(f"{key} is missing or not a number", repr(value)))
     try:
         value = float(value)
     except OverflowError:
         raise InvalidReadingError(f"{key} is too large to be a measurement") from None
     if not math.isfinite(value):
-        raise InvalidReadingError(f"{key} is not a finite number: {value!r}")
+        raise InvalidReadingError(_said(f"{key} is not a finite number", repr(value)))
     low, high = bounds
     if not low <= value <= high:
-        raise InvalidReadingError(f"{key}={value} is outside the physical range {low}..{high}")
+        raise InvalidReadingError(_said(f"{key} is outside the physical range {low}..{high}", repr(value)))
     return float(value)
 
 
@@ -134,20 +134,20 @@ def parse_location(item: Any) -> Reading:
     current = item["current"]
     raw_time = current.get("time")
     if not isinstance(raw_time, str):
-        raise InvalidReadingError(f"current.time is missing: {raw_time!r}")
+        raise InvalidReadingError(_said("current.time is missing", repr(raw_time)))
     try:
         local = datetime.fromisoformat(raw_time)
     except ValueError:
-        raise InvalidReadingError(f"current.time is not ISO 8601: {raw_time[:40]!r}") from None
+        raise InvalidReadingError(_said("current.time is not ISO 8601", raw_time)) from None
     offset = item.get("utc_offset_seconds", 0)
     if isinstance(offset, bool) or not isinstance(offset, int) or abs(offset) > 18 * 3600:
-        raise InvalidReadingError(f"utc_offset_seconds is invalid: {offset!r}")
+        raise InvalidReadingError(_said("utc_offset_seconds is invalid", repr(offset)))
     if local.tzinfo is None:
         local = local.replace(tzinfo=dt_timezone(timedelta(seconds=offset)))
     try:
         observed_at = local.astimezone(UTC)
     except OverflowError:
-        raise InvalidReadingError(f"current.time {raw_time[:40]!r} is outside the calendar in UTC") from None
+        raise InvalidReadingError(_said("current.time is outside the calendar in UTC", raw_time)) from None
     return Reading(
         temperature=_number(current, "temperature_2m", TEMPERATURE_RANGE_C),
         humidity=_number(current, "relative_humidity_2m", HUMIDITY_RANGE_PCT),
@@ -215,6 +215,9 @@ class WeatherService:
             raise TransientProviderError(_said("provider timed out", str(error))) from error
         except requests.ConnectionError as error:
             raise TransientProviderError(_said("provider unreachable", str(error))) from error
+        except (requests.exceptions.ChunkedEncodingError, requests.exceptions.ContentDecodingError) as error:
+            # The answer was cut off or garbled on the way: the same request is likely to succeed again.
+            raise TransientProviderError(_said("provider body cut short", str(error))) from error
         except requests.RequestException as error:
             raise PermanentProviderError(_said("provider request could not be made", str(error))) from error
         status = response.status_code

@@ -59,6 +59,7 @@ def test_batch_larger_than_batch_size_is_refused(client):
         ("rate_limit", TransientProviderError),
         ("timeout", TransientProviderError),
         ("malformed", TransientProviderError),
+        ("cut", TransientProviderError),
     ],
 )
 def test_each_fault_maps_to_its_error_class(client, sim, fault, error_class):
@@ -138,6 +139,21 @@ def test_upsert_is_idempotent():
     rows = list(WeatherData.objects.filter(city=city))
     assert len(rows) == 1
     assert (rows[0].temperature, rows[0].humidity) == (3.5, 81.0)
+
+
+@pytest.mark.parametrize("current", [
+    {"time": "2026-11-30T12:00", "temperature_2m": "UPSTREAM-TEXT", "relative_humidity_2m": 50,
+     "surface_pressure": 1000},
+    {"time": "2026-11-30T12:00", "temperature_2m": 5, "relative_humidity_2m": 50, "surface_pressure": 99999.5},
+    {"time": "UPSTREAM-TEXT", "temperature_2m": 5, "relative_humidity_2m": 50, "surface_pressure": 1000},
+])
+def test_an_invalid_reading_is_said_in_our_words_and_the_value_is_only_logged(caplog, current):
+    # The message reaches anyone holding the task id: the field and what is wrong, never the provider's value.
+    with caplog.at_level("WARNING", logger="weather.services"), pytest.raises(InvalidReadingError) as caught:
+        parse_location({"current": current})
+    value = "UPSTREAM-TEXT" if "UPSTREAM-TEXT" in current.values() else "99999.5"
+    assert value not in str(caught.value)
+    assert value in caplog.text
 
 
 @pytest.mark.parametrize(("fault", "upstream", "ours"), [
