@@ -36,7 +36,9 @@ def dashboard(request: HttpRequest) -> HttpResponse:
     """Cities with their latest reading and a temperature sparkline; searchable, paginated."""
     query = search_term(request.GET.get("q", ""))
     cities = matching(query).order_by("-population", "name", "pk")
-    page = page_with_latest(Paginator(cities, PAGE_SIZE), request.GET.get("page"), lenient=True)
+    # Parsed as strictly as every id and page (ASCII digits); the page shown is the nearest that exists.
+    page = page_with_latest(Paginator(cities, PAGE_SIZE), positive_int(request.GET.get("page", "")) or 1,
+                            lenient=True)
     ids = [city.pk for city in page.object_list]
     history: dict[int, list] = defaultdict(list)
     since = timezone.now() - HISTORY

@@ -55,3 +55,13 @@ def test_sparkline_scales_history_into_the_box():
     points = sparkline_points([(start, 0.0), (start + timedelta(hours=1), 10.0), (start + timedelta(hours=2), 5.0)])
     assert points == "2.0,28.0 60.0,2.0 118.0,15.0"
     assert sparkline_points([(start, 1.0)]) == ""
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("number", ["+3", " 3", "3 ", "\u0663", "\uff13", "3.0"])
+def test_a_page_number_is_ascii_digits_only(number):
+    # int() reads each of these as 3; like every id and page, the dashboard does not: page 1 is shown.
+    make_cities(80)
+    assert Client().get("/", {"page": "3"}).context["page"].number == 3
+    assert Client().get("/", {"page": number}).context["page"].number == 1
+    assert Client().get("/", {"page": "99"}).context["page"].number == 4, "past the end: the last page"
