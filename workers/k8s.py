@@ -38,6 +38,7 @@ CPU_MILLIS_PER_SLOT = 100
 # Above the web server's graceful stop (server_config/serve.py) and the edge's drain.
 WEB_TERMINATION_GRACE_S = 30
 EDGE_PORT, WEB_PORT = 8080, 8000
+EDGE_IMAGE, EDGE_UID = "nginxinc/nginx-unprivileged:1.27-alpine", 101
 KEDA_POLLING_S = 15
 # An idle lane scales to its minimum only after this long without backlog.
 KEDA_COOLDOWN_S = 300
@@ -145,7 +146,10 @@ def web_manifests() -> list[dict]:
     """The web pods (the nginx edge in front of the web server), their Service and budget, and the edge's config."""
     probe = {"httpGet": {"path": "/healthz", "port": "edge"}, "periodSeconds": 10, "timeoutSeconds": 3}
     edge = {
-        "name": "edge", "image": "nginx:1.27-alpine",
+        # The pod runs as non-root: the stock nginx image needs root (port 80, its cache and
+        # conf.d owned by root). This build of the same nginx runs as its own user, 101.
+        "name": "edge", "image": EDGE_IMAGE,
+        "securityContext": {**_container_security(), "runAsUser": EDGE_UID, "runAsGroup": EDGE_UID},
         "env": [{"name": "EDGE_PORT", "value": str(EDGE_PORT)},
                 {"name": "WEB_UPSTREAM", "value": f"127.0.0.1:{WEB_PORT}"}],
         "ports": [{"name": "edge", "containerPort": EDGE_PORT}],

@@ -120,6 +120,11 @@ def test_the_web_pod_serves_through_the_edge_with_probes():
     assert {"name": "WEB_BIND_ADDRESS", "value": "127.0.0.1"} in containers["web"]["env"]
     assert containers["edge"]["livenessProbe"]["httpGet"]["path"] == "/healthz"
     assert containers["edge"]["readinessProbe"]["httpGet"]["path"] == "/readyz"
+    # The pod is non-root: the edge's image must be one that runs as its own user (the stock one needs root).
+    assert pod["securityContext"]["runAsNonRoot"]
+    assert containers["edge"]["image"].startswith("nginxinc/nginx-unprivileged:")
+    assert containers["edge"]["securityContext"]["runAsUser"] == 101
+    assert int(containers["edge"]["ports"][0]["containerPort"]) >= 1024, "no capability to bind a low port"
     assert pod["terminationGracePeriodSeconds"] > GRACEFUL_STOP_S
     (edge_config,) = [doc for doc in _objects("ConfigMap") if doc["metadata"]["name"] == "f-brain-edge"]
     template = (ROOT / "deploy" / "nginx" / "default.conf.template").read_text()
