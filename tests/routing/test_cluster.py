@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from datetime import timedelta
 
 import pytest
+from django.conf import settings
 from django.db import connection
 from django.db.models import Count
 from django.utils import timezone
@@ -25,7 +26,8 @@ from tools.harness import ROOT, WorkerPools, run_summary, wait_for, worker_env
 from tools.rabbit_cluster import RabbitCluster, cluster_possible, rabbit_cluster
 from tools.web_tier import web_tier
 from weather.apikeys import issue_key
-from weather.models import DailySummaryRun, RefreshRun, WeatherData
+from weather.models import DailySummaryRun, QuotaGrant, RefreshRun, WeatherData
+from weather.quota import Consumer, QuotaLimits
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -110,8 +112,21 @@ def test_the_lanes_run_on_the_cluster_and_each_node_is_reported(cluster, on_clus
     assert set(ready["broker_nodes"].values()) == {"ok"}
 
 
+def _most_granted_within_a_minute() -> int:
+    """The largest number of locations granted in any minute-long window (the quota's own sliding window)."""
+    grants = list(QuotaGrant.objects.values_list("granted_at", "locations"))
+    return max(sum(n for at, n in grants if end - timedelta(minutes=1) < at <= end) for end, _ in grants)
+
+
+@pytest.mark.timeout(300)  # a minute of it waits for the quota window to slide
 def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, sim):
     env = on_cluster.env
+    # A provider quota smaller than the refresh: the last batches wait for the minute to
+    # slide (deferred through the cluster's delay queues) while the leader dies.
+    per_minute = 420
+    cap = QuotaLimits(per_minute, 0, 0, settings.WEATHER_QUOTA_INTERACTIVE_RESERVE).cap("minute", Consumer.BULK)
+    assert cap < 400
+    on_cluster.start("bulk", extra_env={"WEATHER_QUOTA_PER_MINUTE": str(per_minute)})
     sim.configure(latency_ms=300)
     make_cities(400)
     run = _refresh(env)
@@ -122,6 +137,7 @@ def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, 
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
     assert WeatherData.objects.count() == 400
     assert _no_duplicate_readings()
+    assert _most_granted_within_a_minute() <= cap, "the quota never exceeded, node killed or not"
     assert cluster.leader(BULK.name) != leader, "a surviving node leads the queue now"
     # The pools of the quorum lanes found the surviving nodes by themselves. (The classic
     # interactive queue lives on one node: if that was the one killed, its lane waits for

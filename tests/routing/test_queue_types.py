@@ -29,6 +29,7 @@ from routing.migrate import MigrationRefusedError, migrate
 from tests.factories import make_cities
 from tools.harness import run_summary, wait_for
 from weather.models import RefreshRun
+from weather.quota import pause_provider
 from weather.tasks import update_all_weather_data
 
 
@@ -62,6 +63,13 @@ def test_the_live_lanes_have_their_declared_types(live):
         assert types[queue.name] == [queue.queue_arguments["x-queue-type"]], queue.name
 
 
+def _one_message_delayed() -> bool:
+    """One message waits in Celery's delay queues, and none is on bulk or held by its worker."""
+    queues = _vhost_queues("messages", "messages_unacknowledged")
+    waiting = sum(int(m) for name, (m, _) in queues.items() if name.startswith("celery_delayed_"))
+    return waiting == 1 and queues[BULK.name] == ["0", "0"]
+
+
 @pytest.mark.integration
 def test_a_countdown_retry_on_a_quorum_lane_waits_in_the_broker_not_in_the_worker(live, sim):
     # The provider fails once: the batch retries with a countdown, which Celery sends
@@ -72,17 +80,30 @@ def test_a_countdown_retry_on_a_quorum_lane_waits_in_the_broker_not_in_the_worke
         sim.script("error")
         run = RefreshRun.objects.get(pk=update_all_weather_data.delay().get(timeout=30)["run_id"])
         wait_for(lambda: sim.stats()["requests"] == 1, timeout=30, what="the failing request")
-
-        def delayed() -> bool:
-            queues = _vhost_queues("messages", "messages_unacknowledged")
-            waiting = sum(int(m) for name, (m, _) in queues.items() if name.startswith("celery_delayed_"))
-            return waiting == 1 and queues[BULK.name] == ["0", "0"]
-
-        wait_for(delayed, timeout=10, interval=0.2, what="the retry to wait in a delay queue")
+        wait_for(_one_message_delayed, timeout=10, interval=0.2, what="the retry to wait in a delay queue")
         summary = wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=60, interval=0.3,
                            what="the retried batch")
         assert (summary["cities_refreshed"], summary["cities_failed"]) == (20, 0)
         assert sim.stats()["requests"] == 2
+    finally:
+        live.start("bulk")
+
+
+@pytest.mark.integration
+def test_a_quota_deferral_on_a_quorum_lane_waits_in_the_broker_then_completes(live, sim):
+    # Every worker is told to stay away (as after a 429): the batch is refused its quota and
+    # sent again for when quota returns, through the same delay queues, then completes.
+    live.start("bulk", extra_env={"WEATHER_BATCH_SIZE": "20"})
+    try:
+        make_cities(20)
+        pause_provider(12.0)  # long enough for the queue statistics, which lag by seconds, to show it waiting
+        run = RefreshRun.objects.get(pk=update_all_weather_data.delay().get(timeout=30)["run_id"])
+        wait_for(_one_message_delayed, timeout=10, interval=0.2, what="the deferred batch to wait in a delay queue")
+        assert sim.stats()["requests"] == 0, "nothing asked of the provider while it is paused"
+        summary = wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=60, interval=0.3,
+                           what="the deferred batch")
+        assert (summary["cities_refreshed"], summary["cities_failed"]) == (20, 0)
+        assert sim.stats()["requests"] == 1
     finally:
         live.start("bulk")
 

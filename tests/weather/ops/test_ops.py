@@ -16,6 +16,7 @@ from tools.harness import purge_lanes, wait_for
 from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch
 from weather.tasks import cleanup_old_weather_data
+from workers.pools import load_pools
 
 pytestmark = pytest.mark.integration
 
@@ -36,11 +37,21 @@ def test_ops_queues_reports_depth_and_consumers_from_rabbitmq(live, staff):
         for _ in range(3):
             cleanup_old_weather_data.delay()
         body = staff.get("/api/ops/queues").json()
+        metrics = _samples(Client().get("/metrics").content.decode())
     finally:
         purge_lanes()
         live.start("maintenance")
     lanes = {lane["lane"]: lane for lane in body["lanes"]}
     assert (lanes["maintenance"]["depth"], lanes["maintenance"]["consumers"]) == (3, 0)
+    # A backlog nothing consumes calls a replica up from zero, the same figure on both surfaces
+    # as KEDA's formula (workers.pools.Pool.desired_replicas).
+    maintenance = load_pools()["maintenance"]
+    assert maintenance.min_replicas == 0
+    assert lanes["maintenance"]["desired_replicas"] == maintenance.desired_replicas(3) == 1
+    assert metrics[("f_brain_lane_desired_replicas", (("lane", "maintenance"),))] == 1
+    for lane in ("interactive", "bulk"):
+        pool = load_pools()[lane]
+        assert lanes[lane]["desired_replicas"] == pool.desired_replicas(lanes[lane]["depth"])
     assert lanes["interactive"]["consumers"] == 1
     assert lanes["bulk"]["pool"]["prefetch_multiplier"] == 4
     assert body["dead_letter"]["depth"] == 0
@@ -95,6 +106,18 @@ def test_metrics_parse_and_move_when_tasks_run(live, sim):
     files = os.listdir(os.environ["PROMETHEUS_MULTIPROC_DIR"])
     assert files
     assert all(f"_{socket.gethostname()}-" in name for name in files), files
+
+
+def test_every_doctor_check_is_a_gauge_on_metrics(live):
+    from weather.ops.doctor.checkup import recent_findings
+    from weather.ops.doctor.findings import SEVERITY
+
+    gauges = {labels: value for (name, labels), value in _samples(Client().get("/metrics").content.decode()).items()
+              if name == "f_brain_doctor_check"}
+    findings = recent_findings()
+    assert findings
+    assert gauges == {(("check", f.check), ("symptom", f.symptom)): SEVERITY[f.status] for f in findings}
+    assert set(gauges.values()) <= {0, 1, 2}
 
 
 def test_health_and_readiness(live, monkeypatch):
