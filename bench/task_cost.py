@@ -1,16 +1,26 @@
-"""Per-task cost of the bulk lane: its smallest real task against a bare Celery task doing the same work.
+"""Per-task cost of each lane: its smallest real task against a bare Celery task doing the same work.
 
-The project's task is a one-city refresh batch (`refresh_weather_batch`, batches of 1);
-the baseline is bench/bare.py's `refresh_city` (same city lookup, provider request and
-upsert, nothing else), each on a worker with the bulk pool's settings (concurrency,
-prefetch, acks, time limits, recycling, nice) and a queue of the same type, against a
-zero-latency simulator, in the same run. For each: --tasks messages are queued with no
-consumer, the worker starts, and the rate is what it completed from the moment it
-consumed to the last (start-up excluded). Database writes are the rows inserted,
-updated and deleted in the run's database while the worker ran (PostgreSQL's
-statistics, read after the worker exited so that everything was flushed), per task.
+For each lane, the project's smallest real task and bench/bare.py's baseline doing the
+same work with nothing of the project's machinery around it, each on a worker with the
+lane's pool settings (concurrency, prefetch, acks, time limits, recycling, nice) and a
+queue of the lane's type, against a zero-latency simulator, in the same run:
 
-    .venv/bin/python -m bench.task_cost [--tasks 2000] [--variants project bare]
+  bulk         a one-city refresh batch (`refresh_weather_batch`, batches of 1)
+               against `refresh_city` (the city lookup, provider request and upsert)
+  interactive  a click's fetch (`fetch_weather_for_city`: crash guard, quota, result
+               backend, slot release) against the same `refresh_city`
+  maintenance  the retention cleanup with nothing to delete (`cleanup_old_weather_data`)
+               against the retention service called bare
+
+For each: --tasks messages are queued with no consumer, the worker starts, and the rate
+is what it completed from the moment it consumed to the last (start-up excluded): a
+reading stored for the refreshes, the queue drained for the cleanup. Database writes
+are the rows inserted, updated and deleted in the run's database while the worker ran
+(PostgreSQL's statistics, read after the worker exited so that everything was
+flushed), per task.
+
+    .venv/bin/python -m bench.task_cost [--tasks 2000] [--lanes bulk interactive maintenance]
+                                        [--variants project bare]
 """
 
 from __future__ import annotations
@@ -21,6 +31,7 @@ import sys
 import time
 from collections.abc import Callable
 
+from routing import LANE_NAMES, Priority
 from tools.measure import ROOT, add_label_argument, fresh_cities, machine, prepare, print_table, write_json
 
 FROZEN = 1_790_000_000.0
@@ -29,6 +40,7 @@ FROZEN = 1_790_000_000.0
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
+    parser.add_argument("--lanes", nargs="+", default=list(LANE_NAMES), choices=LANE_NAMES)
     parser.add_argument("--variants", nargs="+", default=["project", "bare"], choices=["project", "bare"])
     add_label_argument(parser)
     args = parser.parse_args()
@@ -43,21 +55,22 @@ def main() -> int:
     from tools.simulator import FaultConfig, start_in_thread
     from weather.models import City, WeatherData
     from weather.refresh import start_or_resume_run
-    from weather.tasks import refresh_weather_batch
+    from weather.tasks import cleanup_old_weather_data, fetch_weather_for_city, refresh_weather_batch
     from workers.command import worker_argv
     from workers.pools import load_pools
 
-    bulk = load_pools()["bulk"]
+    pools_by_name = load_pools()
     server = start_in_thread(config=FaultConfig(latency_ms=0, fixed_time=FROZEN))
     sim = Simulator(server.url)
     env = {**os.environ, "WEATHER_API_URL": server.url, "PYTHONUNBUFFERED": "1"}
     pools = WorkerPools(env, ROOT / "bench" / "results" / "logs")
 
-    def reset() -> None:
+    def reset() -> list[int]:
         purge_lanes()
         fresh_cities(args.tasks, "Cost")
         sim.reset()
         sim.configure(latency_ms=0, fixed_time=FROZEN)
+        return list(City.objects.order_by("pk").values_list("pk", flat=True))
 
     def rows_written() -> int:
         """Rows inserted, updated and deleted in this database so far, every backend's flushed statistics."""
@@ -68,65 +81,95 @@ def main() -> int:
                            "WHERE datname = current_database()")
             return cursor.fetchone()[0]
 
-    def measure(variant: str, queue: str, start_worker: Callable[[], None], stop_worker: Callable[[], None]) -> dict:
+    def completed(lane: str, queue: str) -> Callable[[], int]:
+        """Tasks done so far: readings stored by a refresh; for the cleanup, messages no longer queued."""
+        if lane == "maintenance":
+            return lambda: args.tasks - queue_depth(queue)
+        return WeatherData.objects.count
+
+    def measure(lane: str, variant: str, queue: str, start_worker: Callable[[], None],
+                stop_worker: Callable[[], None]) -> dict:
+        done = completed(lane, queue)
         time.sleep(1)  # let every earlier backend's statistics reach the shared counters
         before = rows_written()
         start_worker()
-        started, done_at_start = time.monotonic(), WeatherData.objects.count()
-        wait_for(lambda: WeatherData.objects.count() >= args.tasks, timeout=1800, interval=0.05,
-                 what=f"{variant}: every task")
+        started, done_at_start = time.monotonic(), done()
+        wait_for(lambda: done() >= args.tasks, timeout=1800, interval=0.05, what=f"{lane} {variant}: every task")
         elapsed = time.monotonic() - started
         assert queue_depth(queue) == 0
         stop_worker()
         time.sleep(1)
         written = rows_written() - before
-        return {"variant": variant, "tasks": args.tasks, "timed": args.tasks - done_at_start, "seconds": elapsed,
-                "tasks_per_s": (args.tasks - done_at_start) / elapsed, "rows_written_per_task": written / args.tasks,
-                "requests": sim.stats()["requests"]}
+        return {"lane": lane, "variant": variant, "tasks": args.tasks, "timed": args.tasks - done_at_start,
+                "seconds": elapsed, "tasks_per_s": (args.tasks - done_at_start) / elapsed,
+                "rows_written_per_task": written / args.tasks, "requests": sim.stats()["requests"]}
+
+    def enqueue_project(lane: str, city_ids: list[int]) -> None:
+        with refresh_weather_batch.app.producer_or_acquire() as producer:
+            if lane == "bulk":
+                run, batches = start_or_resume_run(uuid())
+                for index, batch in batches:
+                    refresh_weather_batch.apply_async(args=[run.pk, index, batch], producer=producer)
+            elif lane == "interactive":
+                for city_id in city_ids:
+                    fetch_weather_for_city.apply_async(args=[city_id], priority=int(Priority.API), producer=producer)
+            else:
+                for _ in range(args.tasks):
+                    cleanup_old_weather_data.apply_async(producer=producer)
 
     results = []
     try:
         if "project" in args.variants:
-            reset()
-            run, batches = start_or_resume_run(uuid())
-            with refresh_weather_batch.app.producer_or_acquire() as producer:
-                for index, city_ids in batches:
-                    refresh_weather_batch.apply_async(args=[run.pk, index, city_ids], producer=producer)
-            results.append(measure("project", "bulk", lambda: pools.start("bulk"), lambda: pools.stop("bulk")))
-
+            for lane in args.lanes:
+                city_ids = reset()
+                enqueue_project(lane, city_ids)
+                results.append(measure(lane, "project", lane, lambda lane=lane: pools.start(lane),
+                                       lambda lane=lane: pools.stop(lane)))
         if "bare" in args.variants:
-            reset()
-            # Imported last: it drops the project's global task signal handlers in this process too.
+            # Imported after every project run: its app becomes this process's current one,
+            # which the project's shared tasks would then publish through.
             from bench import bare
 
-            with bare.app.connection_for_write() as conn:
-                for queue in bare.app.conf.task_queues:
-                    queue.bind(conn.default_channel).declare()
-                    conn.default_channel.queue_purge(queue.name)
-                with bare.app.producer_or_acquire(conn.Producer()) as producer:
-                    for city_id in City.objects.order_by("pk").values_list("pk", flat=True):
-                        bare.refresh_city.apply_async(args=[city_id], producer=producer)
-            argv = worker_argv(bulk, loglevel="WARNING")
-            argv[argv.index("-A") + 1] = "bench.bare"
-            argv[argv.index("--hostname") + 1] = "bare@%h"
-            argv[argv.index("--queues") + 1] = bare.BARE_QUEUE
-            command = ["nice", "-n", str(bulk.cpu_nice), sys.executable, "-m", *argv]
-            results.append(measure(
-                "bare", bare.BARE_QUEUE,
-                lambda: pools.start_command("bare", command, env, queues=[bare.BARE_QUEUE]),
-                lambda: pools.stop("bare")))
+            for lane in args.lanes:
+                pool = pools_by_name[lane]
+                city_ids = reset()
+                queue = bare.bare_queue(lane)
+                with bare.app.connection_for_write() as conn:
+                    for declared in bare.app.conf.task_queues:
+                        declared.bind(conn.default_channel).declare()
+                        conn.default_channel.queue_purge(declared.name)
+                    with bare.app.producer_or_acquire(conn.Producer()) as producer:
+                        for index in range(args.tasks):
+                            if lane == "maintenance":
+                                bare.cleanup.apply_async(queue=queue, producer=producer)
+                            else:
+                                bare.refresh_city.apply_async(args=[city_ids[index]], queue=queue, producer=producer)
+                argv = worker_argv(pool, loglevel="WARNING")
+                argv[argv.index("-A") + 1] = "bench.bare"
+                argv[argv.index("--hostname") + 1] = f"bare-{lane}@%h"
+                argv[argv.index("--queues") + 1] = queue
+                command = ["nice", "-n", str(pool.cpu_nice), sys.executable, "-m", *argv]
+                results.append(measure(
+                    lane, "bare", queue,
+                    lambda command=command, queue=queue, lane=lane: pools.start_command(
+                        "bare", command, {**env, "BARE_LANE": lane}, queues=[queue]),
+                    lambda: pools.stop("bare")))
     finally:
         pools.stop_all()
         purge_lanes()
         server.shutdown()
 
-    bare_rate = next((r["tasks_per_s"] for r in results if r["variant"] == "bare"), None)
     for result in results:
+        bare_rate = next((r["tasks_per_s"] for r in results if r["variant"] == "bare" and r["lane"] == result["lane"]),
+                         None)
         result["of_bare"] = result["tasks_per_s"] / bare_rate if bare_rate else None
-    headers = ["variant", "tasks", "timed", "seconds", "tasks_per_s", "of_bare", "rows_written_per_task", "requests"]
+    headers = ["lane", "variant", "tasks", "timed", "seconds", "tasks_per_s", "of_bare", "rows_written_per_task",
+               "requests"]
     print_table(headers, [[r[h] if r[h] is not None else "-" for h in headers] for r in results])
-    print(f"bulk pool: concurrency={bulk.concurrency} prefetch={bulk.prefetch_multiplier} "
-          f"acks_late={bulk.acks_late} max_tasks_per_child={bulk.max_tasks_per_child} nice={bulk.cpu_nice}")
+    for lane in args.lanes:
+        pool = pools_by_name[lane]
+        print(f"{lane} pool: concurrency={pool.concurrency} prefetch={pool.prefetch_multiplier} "
+              f"acks_late={pool.acks_late} max_tasks_per_child={pool.max_tasks_per_child} nice={pool.cpu_nice}")
     path = write_json("task_cost", {"machine": machine(), "settings": vars(args), "results": results}, args.label)
     print(f"written {path}")
     return 0
