@@ -51,9 +51,10 @@ def hold_lease(instance: str, lease_seconds: float) -> bool:
     return bool(held)
 
 
-def beat_heartbeat(instance: str, leading: bool) -> None:
-    """Record this tick; doctor reads the freshest heartbeats."""
-    BeatHeartbeat.objects.update_or_create(instance=instance, defaults={"beat_at": Now(), "leading": leading})
+def beat_heartbeat(instance: str, leading: bool, timezone: str) -> None:
+    """Record this tick and the timezone this beat schedules in; doctor reads the freshest heartbeats."""
+    BeatHeartbeat.objects.update_or_create(instance=instance,
+                                           defaults={"beat_at": Now(), "leading": leading, "timezone": timezone})
 
 
 class SeedingDatabaseScheduler(DatabaseScheduler):
@@ -67,7 +68,7 @@ class SeedingDatabaseScheduler(DatabaseScheduler):
         instance = instance_name()
         try:
             leading = hold_lease(instance, lease_seconds)
-            beat_heartbeat(instance, leading)
+            beat_heartbeat(instance, leading, str(self.app.timezone))
         except (DatabaseError, InterfaceError) as error:
             # Without the database no beat can know it leads: none sends until it is back.
             log.warning("beat %s cannot reach the lease (%s): not sending", instance, error)

@@ -9,6 +9,7 @@ shared volume). `weather.ops.metrics` renders them with the broker's queue gauge
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import socket
 import time
@@ -17,6 +18,8 @@ from typing import Any
 
 from celery import signals
 from prometheus_client import Counter, Histogram, values
+
+from workers.pools import Pool, load_pools
 
 from .logcontext import lane_of
 
@@ -33,6 +36,8 @@ TASKS = Counter("f_brain_tasks", "Tasks that ended a run, by lane, task and stat
 QUEUE_WAIT = Histogram("f_brain_task_queue_wait_seconds", "From enqueue (or ETA) to start", ["lane"],
                        buckets=LATENCY_BUCKETS)
 RUNTIME = Histogram("f_brain_task_runtime_seconds", "Run time of a task", ["lane", "task"], buckets=LATENCY_BUCKETS)
+NEAR_SOFT_LIMIT = Counter("f_brain_task_near_soft_limit", "Runs that took most of their pool's soft time limit",
+                          ["lane", "task", "soft_limit_seconds"])
 
 _started: dict[str, float] = {}
 
@@ -64,9 +69,19 @@ def observe_run(task_id: str | None = None, task: Any = None, state: str | None 
     started = _started.pop(task_id, None)
     lane = lane_of(task)
     if started is not None:
-        RUNTIME.labels(lane, task.name).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        RUNTIME.labels(lane, task.name).observe(elapsed)
+        pool = _pools_by_lane().get(lane)
+        if pool is not None and elapsed >= pool.near_soft_limit:
+            NEAR_SOFT_LIMIT.labels(lane, task.name, str(pool.soft_time_limit)).inc()
     TASKS.labels(lane, task.name, state or "UNKNOWN").inc()
 
 
+@functools.cache
+def _pools_by_lane() -> dict[str, Pool]:
+    """The pool consuming each lane, with the settings this worker runs with (a doctor elsewhere cannot know them)."""
+    return {queue: pool for pool in load_pools().values() for queue in pool.queues}
+
+
 # The metrics of this module, for a registry outside multiprocess mode.
-TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME)
+TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME, NEAR_SOFT_LIMIT)

@@ -291,6 +291,9 @@ class BeatHeartbeat(models.Model):
     instance = models.CharField(max_length=200, unique=True)
     beat_at = models.DateTimeField()
     leading = models.BooleanField(default=False)
+    # The timezone this beat schedules in (its CELERY_TIMEZONE): doctor compares every
+    # running beat's, not only its own settings.
+    timezone = models.CharField(max_length=64, blank=True, default="")
 
     class Meta:
         ordering = ["-beat_at"]

@@ -26,6 +26,10 @@ RABBITMQ_CONSUMER_TIMEOUT_S = 1800
 # supervising parent); threads cannot interrupt a stuck request.
 POOL_IMPLEMENTATIONS = ("prefork", "solo")
 
+# A run that takes this share of its pool's soft limit is close to being cut short:
+# workers count such runs, doctor reports them.
+NEAR_LIMIT_SHARE = 0.8
+
 ENV_PREFIX = "WORKER_"
 POOL_NAME_ENV = "POOL_NAME"
 
@@ -66,6 +70,11 @@ class Pool:
     def __post_init__(self) -> None:
         if not self.queues:
             object.__setattr__(self, "queues", (self.name,))
+
+    @property
+    def near_soft_limit(self) -> float:
+        """Seconds of run time from which a task of this pool counts as close to its soft limit."""
+        return self.soft_time_limit * NEAR_LIMIT_SHARE
 
     @property
     def replica_capacity(self) -> int:

@@ -4,23 +4,29 @@ from __future__ import annotations
 
 import json
 import signal
+import socket
 import subprocess
 import sys
 import time
+from datetime import timedelta
 from io import StringIO
 
 import pytest
+from celery import current_app
 from django.contrib.auth.models import User
 from django.core.management import call_command
 from django.core.management.base import CommandError
 from django.test import Client
-from django_celery_beat.models import IntervalSchedule, PeriodicTask
+from django.utils import timezone
+from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from tests.factories import make_cities
 from tools.harness import ROOT, purge_lanes, wait_for
 from tools.rabbit_alarm import memory_alarm
-from weather.models import BeatHeartbeat, TaskAttempt
+from weather.models import BeatHeartbeat, RefreshRun, TaskAttempt
 from weather.ops.doctor.checkup import forget_findings
 from weather.ops.doctor.slowness import histogram_quantiles
+from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -42,22 +48,28 @@ def _failed(findings: list[dict]) -> dict[str, str]:
     return {f["check"]: f["saw"] for f in findings if f["status"] == "fail"}
 
 
+def _start_beat(live, log_path, **env: str) -> subprocess.Popen:
+    """A real beat process with a short lease (a stopped one goes stale in seconds), leading once it returns."""
+    log = log_path.open("wb")
+    process = subprocess.Popen([sys.executable, "-m", "workers", "beat"], cwd=ROOT, stdout=log,
+                               stderr=subprocess.STDOUT,
+                               env={**live.env, "BEAT_LEASE_SECONDS": str(LEASE_SECONDS), **env})
+    log.close()
+    wait_for(lambda: BeatHeartbeat.objects.filter(instance__endswith=f":{process.pid}", leading=True).exists(),
+             timeout=60, what="the beat to lead")
+    return process
+
+
 @pytest.fixture
 def beat(live, settings, tmp_path):
-    """A real beat process with a short lease, so a stopped one goes stale in seconds."""
+    """A real beat process, killed after the test."""
     settings.BEAT_LEASE_SECONDS = LEASE_SECONDS
-    env = {**live.env, "BEAT_LEASE_SECONDS": str(LEASE_SECONDS)}
-    log = (tmp_path / "beat.log").open("wb")
-    process = subprocess.Popen([sys.executable, "-m", "workers", "beat"], cwd=ROOT, env=env, stdout=log,
-                               stderr=subprocess.STDOUT)
+    process = _start_beat(live, tmp_path / "beat.log")
     try:
-        wait_for(lambda: BeatHeartbeat.objects.filter(instance__endswith=f":{process.pid}", leading=True).exists(),
-                 timeout=60, what="the beat to lead")
         yield process
     finally:
         process.send_signal(signal.SIGKILL)
         process.wait(timeout=10)
-        log.close()
 
 
 @pytest.mark.integration
@@ -118,11 +130,20 @@ def test_doctor_names_a_memory_alarm(live):
     assert {f["check"]: f["status"] for f in findings}["pool interactive ping"] == "warn"
 
 
-def test_doctor_names_timezones_that_disagree(settings):
-    settings.CELERY_TIMEZONE = "Europe/Paris"
-    findings, error = _doctor()
-    assert "CELERY_TIMEZONE=Europe/Paris" in _failed(findings)["timezones"]
-    assert error is not None
+@pytest.mark.integration
+def test_doctor_names_a_beat_that_schedules_in_another_timezone(live, settings, tmp_path):
+    settings.BEAT_LEASE_SECONDS = LEASE_SECONDS
+    # Deployed with other settings than the rest: its CELERY_TIMEZONE follows its own TIME_ZONE.
+    process = _start_beat(live, tmp_path / "beat.log", TIME_ZONE="Europe/Paris")
+    try:
+        findings, error = _doctor()
+    finally:
+        process.send_signal(signal.SIGKILL)
+        process.wait(timeout=10)
+    saw = _failed(findings)["timezones"]
+    assert f":{process.pid}=Europe/Paris" in saw
+    assert "CELERY_TIMEZONE=UTC" in saw
+    assert "timezones" in error
 
 
 def test_doctor_names_an_entry_whose_task_no_worker_registers():
@@ -137,3 +158,86 @@ def test_histogram_quantiles_read_cumulative_buckets():
     buckets = {0.1: 50.0, 0.5: 90.0, 1.0: 99.0, float("inf"): 100.0}
     assert histogram_quantiles(buckets, (0.5, 0.95, 0.99)) == [0.1, 1.0, 1.0]
     assert histogram_quantiles({}, (0.5,)) == [None]
+
+
+def _entry(name: str, **fields: object) -> PeriodicTask:
+    every, _ = IntervalSchedule.objects.get_or_create(every=60, period=IntervalSchedule.SECONDS)
+    return PeriodicTask.objects.create(name=name, task="weather.tasks.cleanup_old_weather_data",
+                                       **{"interval": every, "expire_seconds": 30, **fields})
+
+
+def _entry_finding(findings: list[dict], name: str) -> dict:
+    return next(f for f in findings if f["check"] == f"entry {name}")
+
+
+def test_doctor_judges_each_periodic_entry():
+    _entry("sound", last_run_at=timezone.now())
+    _entry("no expiry", expire_seconds=None, last_run_at=timezone.now())
+    _entry("stale copies", expire_seconds=600, last_run_at=timezone.now())
+    _entry("missed", last_run_at=timezone.now() - timedelta(hours=1))
+    _entry("switched off", enabled=False)
+    findings, error = _doctor()
+    assert _entry_finding(findings, "sound")["status"] == "ok"
+    assert _entry_finding(findings, "no expiry")["status"] == "warn"
+    assert "longer than its 0:01:00 interval" in _entry_finding(findings, "stale copies")["saw"]
+    assert _entry_finding(findings, "missed")["status"] == "fail"
+    assert "over 0:01:00 ago" in _entry_finding(findings, "missed")["saw"]
+    assert _entry_finding(findings, "switched off")["status"] == "warn"
+    assert "entry missed" in error
+
+
+def test_doctor_warns_of_a_crontab_hour_that_daylight_saving_skips_or_repeats():
+    # Europe/Paris springs forward from 02:00 to 03:00 (last Sunday of March) and falls back through 02:00 again.
+    at_two, _ = CrontabSchedule.objects.get_or_create(minute="30", hour="2", timezone="Europe/Paris")
+    at_four, _ = CrontabSchedule.objects.get_or_create(minute="30", hour="4", timezone="UTC")
+    for name, crontab in (("at two", at_two), ("at four", at_four)):
+        PeriodicTask.objects.create(name=name, task="weather.tasks.cleanup_old_weather_data", crontab=crontab,
+                                    expire_seconds=3600, last_run_at=timezone.now())
+    findings, _ = _doctor()
+    checks = {f["check"]: f for f in findings}
+    assert checks["entry at two timezone"]["status"] == "warn"
+    assert "[2] in Europe/Paris" in checks["entry at two timezone"]["saw"]
+    assert "entry at four timezone" not in checks
+
+
+@pytest.mark.integration
+def test_doctor_names_a_worker_that_runs_other_tasks_than_the_routes(live):
+    # A worker left on other code (one more task) beside the maintenance pool, on its queue.
+    hostname = f"stray@{socket.gethostname()}"
+    argv = [sys.executable, "-m", "celery", "-A", "server_config", "worker", "-P", "solo", "-Q", "maintenance",
+            "-n", hostname, "--include", "tests.weather.ops.stray_tasks"]
+    live.start_command("stray", argv, live.env, queues=[])  # the lane has consumers already: wait for its ping
+    try:
+        wait_for(lambda: current_app.control.ping(destination=[hostname], timeout=0.5), timeout=60,
+                 what="the stray worker to answer")
+        findings, error = _doctor()
+    finally:
+        live.stop("stray")
+    failed = {check: saw for check, saw in _failed(findings).items() if check.startswith("tasks of stray@")}
+    assert len(failed) == 1, _failed(findings)
+    assert "registered but not routed ['tests.stray']" in next(iter(failed.values()))
+    # The project's own pools run exactly the routed tasks.
+    assert not any(check.startswith("tasks of interactive@") for check in _failed(findings))
+    assert error is not None
+
+
+@pytest.mark.integration
+def test_doctor_warns_of_bulk_runs_near_their_soft_limit(live, sim):
+    make_cities(1)
+    findings, _ = _doctor()
+    assert {f["check"]: f["status"] for f in findings}["lane bulk near soft limit"] == "ok"
+    # A 2 s soft limit and a provider taking 1.8 s: the run takes 90 % of its limit, and ends well.
+    live.start("bulk", extra_env={"WEATHER_READ_TIMEOUT": "5"}, soft_time_limit=2, time_limit=6)
+    try:
+        sim.configure(latency_ms=1800)
+        result = update_all_weather_data.delay().get(timeout=30)
+        run = RefreshRun.objects.get(pk=result["run_id"])
+        wait_for(lambda: run.summary()["batches_done"] == 1, timeout=30, what="the slow batch")
+        findings, _ = _doctor()
+    finally:
+        live.start("bulk")
+    checks = {f["check"]: f for f in findings}
+    assert checks["lane bulk near soft limit"]["status"] == "warn"
+    assert checks["lane bulk near soft limit"]["saw"].startswith("1 run(s) took 80%+")
+    assert "weather.tasks.refresh_weather_batch, under a 2 s limit" in checks["lane bulk near soft limit"]["saw"]
+    assert checks["lane interactive near soft limit"]["status"] == "ok"

@@ -127,14 +127,18 @@ def _dst_hours(zone: str, year: int) -> tuple[set[int], set[int]]:
 
 
 def timezones(context: Context) -> Iterator[Finding]:
-    """TIME_ZONE, CELERY_TIMEZONE and each crontab's zone agree; no crontab hour falls in a DST change."""
-    zones = {"TIME_ZONE": settings.TIME_ZONE, "CELERY_TIMEZONE": settings.CELERY_TIMEZONE,
-             "beat (the Celery app's timezone)": str(current_app.conf.timezone or "UTC")}
+    """TIME_ZONE, CELERY_TIMEZONE, each running beat's and each crontab's zone agree; no crontab hour in DST."""
+    zones = {"TIME_ZONE": settings.TIME_ZONE, "CELERY_TIMEZONE": settings.CELERY_TIMEZONE}
+    # What the beats run with, as their heartbeats say: a beat deployed with other settings schedules in its own zone.
+    beats = BeatHeartbeat.objects.filter(beat_at__gte=timezone.now() - heartbeat_stale_after()).exclude(timezone="")
+    zones.update({f"beat {beat.instance}": beat.timezone for beat in beats.order_by("instance")})
     if len(set(zones.values())) > 1:
         yield _finding("timezones", FAIL, ", ".join(f"{name}={zone}" for name, zone in zones.items()),
-                       "set TIME_ZONE and CELERY_TIMEZONE alike (CELERY_TIMEZONE follows TIME_ZONE by default)")
+                       "give every process the same TIME_ZONE (CELERY_TIMEZONE follows it), then restart the "
+                       "beats whose zone differs")
     else:
-        yield _finding("timezones", OK, f"everything in {settings.TIME_ZONE}")
+        running = f" ({len(zones) - 2} running beat(s) too)" if len(zones) > 2 else " (no running beat to compare)"
+        yield _finding("timezones", OK, f"everything in {settings.TIME_ZONE}{running}")
     year = timezone.now().year
     for task in PeriodicTask.objects.filter(enabled=True, crontab__isnull=False).select_related("crontab"):
         zone = str(task.crontab.timezone)

@@ -9,20 +9,17 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from django_celery_results.models import TaskResult
 from prometheus_client import CollectorRegistry, multiprocess
+from prometheus_client.samples import Sample
 
-from routing import DEAD_LETTER_QUEUE, LANE_NAMES, TASK_LANES
+from routing import DEAD_LETTER_QUEUE, LANE_NAMES
 from routing.broker import queue_states
 from weather.models import ProviderQuota, TaskAttempt
 from weather.quota import Consumer, QuotaLimits, usage
-from workers.pools import load_pools
+from workers.pools import NEAR_LIMIT_SHARE, load_pools
 
 from .findings import OK, STUCK_OR_SLOW, WARN, Context, Finding
 
-RECENT = timedelta(hours=1)
-# A run past this share of its pool's soft limit is close to being cut short.
-NEAR_LIMIT_SHARE = 0.8
 # A message started and not ended this long after its pool's hard limit lost its worker without a word.
 STARTED_SLACK = timedelta(minutes=1)
 
@@ -40,20 +37,25 @@ def histogram_quantiles(samples: dict[float, float], quantiles: tuple[float, ...
     return [next(bound for bound in bounds if samples[bound] >= q * total) for q in quantiles]
 
 
-def _lane_histograms() -> dict[str, dict[str, dict[float, float]]]:
-    """Cumulative buckets of queue wait and run time per lane, summed over every process's metric files."""
+def _shared_samples(*families: str) -> Iterator[tuple[str, Sample]]:
+    """Samples of the named metric families, read from every process's metric files."""
     registry = CollectorRegistry()
     multiprocess.MultiProcessCollector(registry)
-    found: dict[str, dict[str, dict[float, float]]] = {}
     for family in registry.collect():
-        if family.name not in ("f_brain_task_queue_wait_seconds", "f_brain_task_runtime_seconds"):
-            continue
-        kind = "wait" if "wait" in family.name else "run"
-        for sample in family.samples:
-            if sample.name.endswith("_bucket"):
-                buckets = found.setdefault(sample.labels["lane"], {}).setdefault(kind, {})
-                bound = float(sample.labels["le"])
-                buckets[bound] = buckets.get(bound, 0.0) + sample.value
+        if family.name in families:
+            for sample in family.samples:
+                yield family.name, sample
+
+
+def _lane_histograms() -> dict[str, dict[str, dict[float, float]]]:
+    """Cumulative buckets of queue wait and run time per lane, summed over every process's metric files."""
+    found: dict[str, dict[str, dict[float, float]]] = {}
+    for family, sample in _shared_samples("f_brain_task_queue_wait_seconds", "f_brain_task_runtime_seconds"):
+        if sample.name.endswith("_bucket"):
+            kind = "wait" if "wait" in family else "run"
+            buckets = found.setdefault(sample.labels["lane"], {}).setdefault(kind, {})
+            bound = float(sample.labels["le"])
+            buckets[bound] = buckets.get(bound, 0.0) + sample.value
     return found
 
 
@@ -79,28 +81,37 @@ def wait_against_run(context: Context) -> Iterator[Finding]:
             yield _finding(f"lane {lane} wait", OK, saw)
 
 
+def _near_limit_runs() -> dict[str, dict[tuple[str, str], float]]:
+    """Per lane, runs close to the soft limit by (task, the limit its worker ran with), as the workers counted them."""
+    runs: dict[str, dict[tuple[str, str], float]] = {}
+    for _, sample in _shared_samples("f_brain_task_near_soft_limit"):
+        if sample.name.endswith("_total") and sample.value:
+            key = (sample.labels["task"], sample.labels["soft_limit_seconds"])
+            lane = runs.setdefault(sample.labels["lane"], {})
+            lane[key] = lane.get(key, 0.0) + sample.value
+    return runs
+
+
 def near_soft_limit(context: Context) -> Iterator[Finding]:
-    """Runs of the last hour that came close to their pool's soft limit (from the result backend)."""
+    """Runs that came close to their pool's soft limit, on every lane (bulk stores no results to read)."""
+    if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        return  # wait_against_run says the metrics are not shared
     pools = load_pools()
-    since = timezone.now() - RECENT
+    runs = _near_limit_runs()
     for lane in LANE_NAMES:
-        pool = next(p for p in pools.values() if lane in p.queues)
-        tasks = [name for name, target in TASK_LANES.items() if target == lane]
-        limit = pool.soft_time_limit * NEAR_LIMIT_SHARE
-        rows = TaskResult.objects.filter(task_name__in=tasks, date_done__gte=since, date_started__isnull=False
-                                         ).values_list("task_name", "date_started", "date_done")
-        slow = [(name, (done - started).total_seconds()) for name, started, done in rows
-                if (done - started).total_seconds() >= limit]
-        if slow:
-            name, seconds = max(slow, key=lambda item: item[1])
+        if runs.get(lane):
+            count = sum(runs[lane].values())
+            task, limit = max(runs[lane], key=runs[lane].__getitem__)
             yield _finding(f"lane {lane} near soft limit", WARN,
-                           f"{len(slow)} run(s) took {NEAR_LIMIT_SHARE:.0%}+ of the {pool.soft_time_limit} s soft "
-                           f"limit in the last hour (longest: {name}, {seconds:.0f} s)",
+                           f"{count:.0f} run(s) took {NEAR_LIMIT_SHARE:.0%}+ of their pool's soft limit since the "
+                           f"metrics were reset (most: {task}, under a {limit} s limit)",
                            "find out why (provider latency, database locks) before they are cut short; "
                            f"raise WORKER_{lane.upper()}_SOFT_TIME_LIMIT only below RabbitMQ's consumer timeout")
         else:
+            pool = next(p for p in pools.values() if lane in p.queues)
             yield _finding(f"lane {lane} near soft limit", OK,
-                           f"no stored run within {NEAR_LIMIT_SHARE:.0%} of the {pool.soft_time_limit} s soft limit")
+                           f"no run took {NEAR_LIMIT_SHARE:.0%}+ of its pool's soft limit ({pool.soft_time_limit} s "
+                           "by these settings)")
 
 
 def stuck_starts(context: Context) -> Iterator[Finding]:
@@ -121,7 +132,9 @@ def stuck_starts(context: Context) -> Iterator[Finding]:
                        "their worker died without requeueing them (or the row outlived a database outage): "
                        "if the lane is idle, `manage.py deadletters list` and the worker logs say more")
     else:
-        yield _finding("started, never ended", OK, "every started message ended or is within its pool's limit")
+        yield _finding("started, never ended", OK,
+                       "every start counted in the database ended or is within its pool's hard limit (quorum "
+                       "lanes count deliveries on the broker instead: its consumer timeout returns a held message)")
 
 
 def dead_letters(context: Context) -> Iterator[Finding]:
