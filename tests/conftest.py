@@ -13,7 +13,7 @@ from pytest_django.live_server_helper import LiveServer
 
 from tools.harness import Simulator, WorkerPools, purge_lanes, worker_env
 from tools.simulator import SimulatorServer, start_in_thread
-from weather import dispatch, refresh
+from weather import dbfunctions, dispatch, refresh
 
 
 @pytest.fixture(scope="session")
@@ -106,3 +106,11 @@ def live_server() -> Iterator[LiveServer]:
         staticfiles_handlers.StaticFilesHandler = real
     yield server
     server.stop()
+
+
+@pytest.fixture(params=["database function", "ORM"])
+def implementation(request, monkeypatch) -> str:
+    """A locked write by migration 0013's one-round-trip function, or by the ORM's steps (SQLite's path)."""
+    if request.param == "ORM":
+        monkeypatch.setattr(dbfunctions, "VENDORS", frozenset())
+    return request.param

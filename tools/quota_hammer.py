@@ -24,13 +24,18 @@ def main() -> int:
     parser.add_argument("--reserve", type=float, default=0.0)
     parser.add_argument("--consumer", choices=("bulk", "interactive"), default="bulk")
     parser.add_argument("--start-at", type=float, default=0.0, help="epoch seconds to start at")
+    parser.add_argument("--orm", action="store_true", help="reserve through the ORM, not the database function")
     args = parser.parse_args()
 
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server_config.settings")
     import django
 
     django.setup()
+    from weather import dbfunctions
     from weather.quota import Consumer, QuotaExceededError, QuotaLimits, reserve
+
+    if args.orm:
+        dbfunctions.VENDORS = frozenset()
 
     limits = QuotaLimits(args.per_minute, args.per_hour, args.per_day, args.reserve)
     granted = 0

@@ -8,7 +8,9 @@ are serialised by a row lock on the one ProviderQuota row (PostgreSQL
 sliding windows over the grants of the last minute, hour and day. Sliding windows
 never exceed the limit whichever way the provider aligns its own windows. Times
 come from the database's clock, so hosts whose clocks disagree still share one
-timeline (and the lock relies on READ COMMITTED, Django's default isolation).
+timeline (and the lock relies on READ COMMITTED, Django's default isolation). On
+PostgreSQL the whole reservation is one call of a database function (migration
+0013): the same lock, clock, sums and grant, in one round trip instead of six.
 
 A share of each window is kept for the interactive lane: bulk may fill the
 window only up to `limit * (1 - reserve)`, so a refresh of thousands of cities
@@ -29,6 +31,7 @@ from django.utils import timezone
 
 import routing
 
+from . import dbfunctions
 from .models import ProviderQuota, QuotaGrant
 
 PERIODS: tuple[tuple[str, timedelta], ...] = (
@@ -138,20 +141,47 @@ def reserve(locations: int, consumer: Consumer, limits: QuotaLimits | None = Non
         cap = limits.cap(name, consumer)
         if cap is not None and locations > cap:
             raise ValueError(f"{locations} locations can never fit the {consumer} cap of {cap} per {name}")
+    if dbfunctions.available():
+        _reserve_in_the_database(locations, consumer, limits)
+        return
     with transaction.atomic():
         quota = _lock()
         now = _clock()
         if quota.paused_until and quota.paused_until > now:
-            raise QuotaExceededError(f"provider asked to pause until {quota.paused_until:%H:%M:%S}",
-                                     quota.paused_until, now)
-        usage = _window_usage(now)
-        for name, span in PERIODS:
-            cap = limits.cap(name, consumer)
-            if cap is not None and usage[name] + locations > cap:
-                retry_at = _when_room(name, span, now, usage[name] + locations - cap)
-                raise QuotaExceededError(
-                    f"{consumer} quota per {name} is used up ({usage[name]}/{cap} locations)", retry_at, now)
+            _refuse(locations, consumer, limits, now, quota.paused_until, {})
+        _refuse(locations, consumer, limits, now, None, _window_usage(now))
         QuotaGrant.objects.create(granted_at=now, locations=locations, consumer=consumer)
+
+
+def _reserve_in_the_database(locations: int, consumer: Consumer, limits: QuotaLimits) -> None:
+    """The same reservation in one round trip: weather_reserve_quota (migration 0013) locks, reads, decides, grants."""
+    caps = [-1 if (cap := limits.cap(name, consumer)) is None else cap for name, _ in PERIODS]
+    spans = [span for _, span in PERIODS]
+    for _ in range(2):
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT * FROM weather_reserve_quota(%s, %s, %s::interval[], %s::integer[])",
+                           [locations, str(consumer), spans, caps])
+            row = cursor.fetchone()
+        if row is not None:
+            break
+        ProviderQuota.objects.get_or_create(pk=1)  # the lock row, on a database nobody reserved from yet
+    granted, now, paused_until, used = row
+    if not granted:
+        _refuse(locations, consumer, limits, now, paused_until,
+                dict(zip((name for name, _ in PERIODS), used, strict=False)))
+
+
+def _refuse(locations: int, consumer: Consumer, limits: QuotaLimits, now: datetime,
+            paused_until: datetime | None, used: dict[str, int]) -> None:
+    """Raise QuotaExceededError for a pause or the first window `locations` do not fit; return if they fit."""
+    if paused_until is not None:
+        raise QuotaExceededError(f"provider asked to pause until {paused_until:%H:%M:%S}", paused_until, now)
+    for name, span in PERIODS:
+        cap = limits.cap(name, consumer)
+        if cap is not None and used[name] + locations > cap:
+            retry_at = _when_room(name, span, now, used[name] + locations - cap)
+            raise QuotaExceededError(
+                f"{consumer} quota per {name} is used up ({used[name]}/{cap} locations)", retry_at, now)
 
 
 def pause_provider(seconds: float) -> None:

@@ -13,7 +13,8 @@ from tools.harness import ROOT
 from weather.models import QuotaGrant
 from weather.quota import Consumer, QuotaExceededError, QuotaLimits, pause_provider, reserve, usage
 
-pytestmark = pytest.mark.django_db(transaction=True)
+# Every test against both paths: the database function (PostgreSQL) and the ORM steps (SQLite).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("implementation")]
 
 LIMITS = QuotaLimits(per_minute=100, per_hour=250, per_day=1000, interactive_reserve=0.2)
 
@@ -76,7 +77,7 @@ def test_zero_means_unlimited():
     assert usage()["day"] == 5000
 
 
-def test_processes_competing_at_once_never_exceed_the_quota():
+def test_processes_competing_at_once_never_exceed_the_quota(implementation):
     from django.db import connection
 
     env = {**os.environ, "POSTGRES_DB": connection.settings_dict["NAME"]}
@@ -84,7 +85,7 @@ def test_processes_competing_at_once_never_exceed_the_quota():
     start_at = time.time() + 4
     argv = [sys.executable, "-m", "tools.quota_hammer", "--attempts", "40", "--locations", "1",
             "--per-minute", "100", "--per-hour", "250", "--per-day", "1000", "--reserve", "0.2",
-            "--start-at", str(start_at)]
+            "--start-at", str(start_at), *(["--orm"] if implementation == "ORM" else [])]
     processes = [subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(4)]
     granted = [int(process.communicate(timeout=60)[0] or 0) for process in processes]
     # A process that was still starting up at start_at exits 3: then they did not race.

@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import random
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connections
 
 from weather.ratelimit import hit
 
-pytestmark = pytest.mark.django_db
+# Every test against both paths: the database function (PostgreSQL) and the ORM steps (SQLite).
+pytestmark = [pytest.mark.django_db(transaction=True), pytest.mark.usefixtures("implementation")]
 
 T0 = 1_790_000_000.0
 
@@ -30,3 +35,20 @@ def test_random_traffic_never_puts_more_than_the_limit_in_any_window():
     for i, start in enumerate(accepted):
         in_window = [t for t in accepted[i:] if t < start + 60]
         assert len(in_window) <= 10, (start, in_window)
+
+
+def test_clients_counted_at_once_from_many_connections_get_exactly_the_limit():
+    # Each thread has its own database connection, as web processes do: the row lock serialises them.
+    start = threading.Barrier(8)
+    now = time.time()
+
+    def knock() -> list[int | None]:
+        try:
+            start.wait()
+            return [hit("crowd", 25, 60, now=now + i * 0.001) for i in range(10)]
+        finally:
+            connections.close_all()
+
+    with ThreadPoolExecutor(8) as threads:
+        answers = [answer for batch in threads.map(lambda _: knock(), range(8)) for answer in batch]
+    assert answers.count(None) == 25

@@ -7,12 +7,15 @@ import pytest
 from celery import current_app
 from celery.result import AsyncResult
 from django.db import connection
+from django.db.models import Sum
 from django_celery_results.models import TaskResult
 
 from tests.factories import make_city
 from weather.dispatch import _claim, _fetch_is_stale
 from weather.guard import record_start
-from weather.models import PendingFetch, WeatherData
+from weather.models import PendingFetch, QuotaGrant, WeatherData
+from weather.quota import Consumer, QuotaExceededError, QuotaLimits, reserve
+from weather.ratelimit import hit
 from weather.services import Reading
 from weather.storage import upsert_readings
 
@@ -34,6 +37,8 @@ def statements_of(write: Callable[[], object]) -> list[tuple[str, bool]]:
 
 
 ONE_INSERT = [("INSERT", True)]
+# A call of one of migration 0013's functions: the lock, the reads and the write inside it.
+ONE_CALL = [("SELECT", True)]
 
 
 def test_counting_a_start_is_one_statement_whether_first_crash_or_retry():
@@ -73,3 +78,19 @@ def test_each_state_in_the_result_backend_is_one_statement_and_keeps_when_the_ta
                                                                     started.date_created)
     assert done.date_done >= started.date_done
     assert AsyncResult(task_id).result == {"city_id": 7}
+
+
+def test_reserving_quota_is_one_call_granted_or_refused():
+    limits = QuotaLimits(per_minute=3, per_hour=0, per_day=0, interactive_reserve=0.0)
+    reserve(1, Consumer.BULK, limits)  # the first one also creates the lock row
+    assert statements_of(lambda: reserve(2, Consumer.BULK, limits)) == ONE_CALL
+    with pytest.raises(QuotaExceededError, match="per minute is used up \\(3/3"):
+        reserve(1, Consumer.BULK, limits)
+    assert QuotaGrant.objects.aggregate(total=Sum("locations"))["total"] == 3
+
+
+def test_counting_a_request_against_the_rate_limit_is_one_call():
+    assert statements_of(lambda: hit("client", 1, 60)) == ONE_CALL
+    refused = []
+    assert statements_of(lambda: refused.append(hit("client", 1, 60))) == ONE_CALL
+    assert refused[0] >= 59
