@@ -29,6 +29,7 @@ from routing import DELIVERY_LIMIT, QUORUM_LANE_NAMES
 
 from .logcontext import lane_of
 from .models import TaskAttempt
+from .storage import delete_rows
 
 
 def record_start(task_id: str, task_name: str, lane: str, retries: int = 0) -> int:
@@ -64,7 +65,7 @@ def _delivery_count(request: Any) -> int:
 
 def record_end(task_id: str) -> None:
     """The message ended (success, failure or retry): forget its starts."""
-    TaskAttempt.objects.filter(task_id=task_id).delete()
+    delete_rows(TaskAttempt, "task_id", task_id)
 
 
 class CrashGuardedTask(Task):
@@ -100,6 +101,8 @@ class CrashGuardedTask(Task):
 
     def after_return(self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         """Forget the starts of a message that ran to an end (Celery skips this for a retry)."""
+        if lane_of(self) in QUORUM_LANE_NAMES:
+            return  # nothing was counted: the broker counts deliveries there
         # A row left behind is harmless; retention removes it.
         with contextlib.suppress(Error):
             record_end(task_id)

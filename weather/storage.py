@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+from django.db import connection
 from django.db.models import Model
 from django.db.models.constants import OnConflict
 from django.utils import timezone
@@ -12,6 +13,22 @@ from .models import WeatherData
 from .services import Reading
 
 UPSERT_CHUNK = 1000
+
+
+def delete_rows(model: type[Model], field: str, value: object) -> int:
+    """DELETE FROM the model's table WHERE field = value: one statement, one round trip; returns the rows deleted.
+
+    QuerySet.delete() wraps even a one-table delete in a transaction of its own
+    (BEGIN and COMMIT: three round trips), since it may have to cascade. For a model
+    no other row references there is nothing to cascade, and the statement alone is atomic.
+    """
+    if model._meta.related_objects:
+        raise ValueError(f"{model.__name__} is referenced by other models: delete it with QuerySet.delete()")
+    table = connection.ops.quote_name(model._meta.db_table)
+    column = connection.ops.quote_name(model._meta.get_field(field).column)
+    with connection.cursor() as cursor:
+        cursor.execute(f"DELETE FROM {table} WHERE {column} = %s", [value])
+        return cursor.rowcount
 
 
 def upsert(rows: Sequence[Model], unique_fields: Sequence[str], update_fields: Sequence[str]) -> None:

@@ -20,6 +20,7 @@ from .models import PendingFetch, RefreshBatch
 from .quota import QuotaExceededError
 from .refresh import quota_deferral, refresh_batch, refresh_city, start_or_resume_run
 from .services import TransientProviderError
+from .storage import delete_rows
 
 # A database that restarts or fails over is a passing fault, like a provider 5xx.
 RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
@@ -50,7 +51,7 @@ def _release_fetch_slot(task_id: str) -> None:
     # Celery calls after_return for every ending but a retry, which keeps the slot.
     # During a database outage the slot stays; it expires after PENDING_FETCH_TTL.
     with contextlib.suppress(OperationalError, InterfaceError):
-        PendingFetch.objects.filter(task_id=task_id).delete()
+        delete_rows(PendingFetch, "task_id", task_id)
 
 
 @shared_task(bind=True, base=CityFetchTask, max_retries=3)

@@ -13,11 +13,12 @@ from django_celery_results.models import TaskResult
 from tests.factories import make_city
 from weather.dispatch import _claim, _fetch_is_stale
 from weather.guard import record_start
-from weather.models import PendingFetch, QuotaGrant, WeatherData
+from weather.models import PendingFetch, QuotaGrant, TaskAttempt, WeatherData
 from weather.quota import Consumer, QuotaExceededError, QuotaLimits, reserve
 from weather.ratelimit import hit
 from weather.services import Reading
 from weather.storage import upsert_readings
+from weather.tasks import fetch_weather_for_city, refresh_weather_batch
 
 # Autocommit, as a worker and a web request run: a transaction would add BEGIN and COMMIT.
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -94,3 +95,16 @@ def test_counting_a_request_against_the_rate_limit_is_one_call():
     refused = []
     assert statements_of(lambda: refused.append(hit("client", 1, 60))) == ONE_CALL
     assert refused[0] >= 59
+
+
+def test_ending_a_task_forgets_its_starts_only_where_they_were_counted():
+    # Classic lanes count starts in the database; quorum lanes leave it to the broker: nothing to forget.
+    # A click's fetch also frees its pending-fetch slot.
+    record_start("t-1", fetch_weather_for_city.name, "interactive")
+    claim = _claim(PendingFetch, {"city_id": make_city().pk}, _fetch_is_stale)
+    assert statements_of(lambda: fetch_weather_for_city.after_return("SUCCESS", None, claim.task_id, (), {},
+                                                                     None)) == [("DELETE", True), ("DELETE", True)]
+    assert not PendingFetch.objects.exists()
+    fetch_weather_for_city.after_return("SUCCESS", None, "t-1", (), {}, None)
+    assert not TaskAttempt.objects.exists()
+    assert statements_of(lambda: refresh_weather_batch.after_return("SUCCESS", None, "t-2", (), {}, None)) == []
