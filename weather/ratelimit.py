@@ -24,6 +24,8 @@ from .models import RateWindow
 def hit(key: str, limit: int, window_seconds: int = 60, now: float | None = None) -> int | None:
     """Count one request of `key`; None when allowed, else whole seconds until one is."""
     now = time.time() if now is None else now
+    if limit < 1:
+        return max(1, math.ceil(window_seconds))  # a key allowed no request a window (an API key set to 0)
     if dbfunctions.available():
         with connection.cursor() as cursor:
             cursor.execute("SELECT weather_rate_hit(%s, %s, %s, %s)", [key, limit, float(window_seconds), now])

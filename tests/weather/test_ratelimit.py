@@ -52,3 +52,9 @@ def test_clients_counted_at_once_from_many_connections_get_exactly_the_limit():
     with ThreadPoolExecutor(8) as threads:
         answers = [answer for batch in threads.map(lambda _: knock(), range(8)) for answer in batch]
     assert answers.count(None) == 25
+
+
+def test_a_limit_of_zero_admits_nothing():
+    # An API key's limit may be set to 0 in the admin: it is refused, not let through nor a 500.
+    assert hit("closed", 0, 60, now=T0) == 60
+    assert hit("closed", 0, 60, now=T0 + 3600) == 60
