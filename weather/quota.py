@@ -154,21 +154,30 @@ def reserve(locations: int, consumer: Consumer, limits: QuotaLimits | None = Non
 
 
 def _reserve_in_the_database(locations: int, consumer: Consumer, limits: QuotaLimits) -> None:
-    """The same reservation in one round trip: weather_reserve_quota (migration 0013) locks, reads, decides, grants."""
+    """The same reservation in one round trip: weather_reserve_quota (migration 0013) locks, reads, decides, grants.
+
+    A refusal costs one more read, after the lock is released: when room comes back.
+    """
     caps = [-1 if (cap := limits.cap(name, consumer)) is None else cap for name, _ in PERIODS]
-    spans = [span for _, span in PERIODS]
+    span_seconds = [span.total_seconds() for _, span in PERIODS]
+    row = None
     for _ in range(2):
         with connection.cursor() as cursor:
-            cursor.execute("SELECT * FROM weather_reserve_quota(%s, %s, %s::interval[], %s::integer[])",
-                           [locations, str(consumer), spans, caps])
+            cursor.execute("SELECT * FROM weather_reserve_quota(%s, %s, %s::double precision[], %s::integer[])",
+                           [locations, str(consumer), span_seconds, caps])
             row = cursor.fetchone()
         if row is not None:
             break
         ProviderQuota.objects.get_or_create(pk=1)  # the lock row, on a database nobody reserved from yet
+    if row is None:
+        raise RuntimeError("weather_reserve_quota found no ProviderQuota row to lock, even after creating it")
     granted, now, paused_until, used = row
     if not granted:
-        _refuse(locations, consumer, limits, now, paused_until,
-                dict(zip((name for name, _ in PERIODS), used, strict=False)))
+        # A pause refuses before any window is summed: `used` is empty then.
+        windows = {} if paused_until else dict(zip([name for name, _ in PERIODS], used, strict=True))
+        _refuse(locations, consumer, limits, now, paused_until, windows)
+        # The function refused, yet no window is full by this side's reckoning: never a silent grant.
+        raise QuotaExceededError(f"{consumer} quota refused by the database ({used} locations used)", now, now)
 
 
 def _refuse(locations: int, consumer: Consumer, limits: QuotaLimits, now: datetime,

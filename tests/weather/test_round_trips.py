@@ -81,12 +81,20 @@ def test_each_state_in_the_result_backend_is_one_statement_and_keeps_when_the_ta
     assert AsyncResult(task_id).result == {"city_id": 7}
 
 
-def test_reserving_quota_is_one_call_granted_or_refused():
+def test_reserving_quota_is_one_call_and_a_refusal_one_more_read():
     limits = QuotaLimits(per_minute=3, per_hour=0, per_day=0, interactive_reserve=0.0)
     reserve(1, Consumer.BULK, limits)  # the first one also creates the lock row
     assert statements_of(lambda: reserve(2, Consumer.BULK, limits)) == ONE_CALL
-    with pytest.raises(QuotaExceededError, match="per minute is used up \\(3/3"):
-        reserve(1, Consumer.BULK, limits)
+    refused = []
+
+    def refuse() -> None:
+        with pytest.raises(QuotaExceededError, match="per minute is used up \\(3/3") as caught:
+            reserve(1, Consumer.BULK, limits)
+        refused.append(caught.value)
+
+    # The call, then (the lock released) when the oldest grant leaves the window.
+    assert statements_of(refuse) == ONE_CALL * 2
+    assert refused[0].wait_seconds() > 55
     assert QuotaGrant.objects.aggregate(total=Sum("locations"))["total"] == 3
 
 

@@ -12,7 +12,7 @@ from django.db import migrations
 
 RESERVE_QUOTA = """
 CREATE OR REPLACE FUNCTION weather_reserve_quota(
-    p_locations integer, p_consumer text, p_spans interval[], p_caps integer[])
+    p_locations integer, p_consumer text, p_span_seconds double precision[], p_caps integer[])
 RETURNS TABLE (granted boolean, at timestamptz, paused_until timestamptz, used bigint[])
 LANGUAGE plpgsql AS $$
 DECLARE
@@ -31,12 +31,13 @@ BEGIN
         RETURN QUERY SELECT false, v_now, v_paused, v_used;
         RETURN;
     END IF;
-    FOR i IN 1 .. coalesce(array_length(p_spans, 1), 0) LOOP
+    FOR i IN 1 .. coalesce(array_length(p_span_seconds, 1), 0) LOOP
+        -- In seconds: an interval of days would follow the session's timezone across a DST change.
         SELECT coalesce(sum(g.locations), 0) INTO v_sum
-          FROM weather_quotagrant g WHERE g.granted_at > v_now - p_spans[i];
+          FROM weather_quotagrant g WHERE g.granted_at > v_now - make_interval(secs => p_span_seconds[i]);
         v_used := v_used || v_sum;
     END LOOP;
-    FOR i IN 1 .. coalesce(array_length(p_spans, 1), 0) LOOP
+    FOR i IN 1 .. coalesce(array_length(p_span_seconds, 1), 0) LOOP
         -- A negative cap is no limit.
         IF p_caps[i] >= 0 AND v_used[i] + p_locations > p_caps[i] THEN
             RETURN QUERY SELECT false, v_now, NULL::timestamptz, v_used;
@@ -98,6 +99,6 @@ class Migration(migrations.Migration):
     ]
 
     operations = [
-        _function(RESERVE_QUOTA, "weather_reserve_quota(integer, text, interval[], integer[])"),
+        _function(RESERVE_QUOTA, "weather_reserve_quota(integer, text, double precision[], integer[])"),
         _function(RATE_HIT, "weather_rate_hit(text, integer, double precision, double precision)"),
     ]
