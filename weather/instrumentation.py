@@ -9,7 +9,6 @@ shared volume). `weather.ops.metrics` renders them with the broker's queue gauge
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import socket
 import time
@@ -17,9 +16,9 @@ from datetime import datetime
 from typing import Any
 
 from celery import signals
-from prometheus_client import Counter, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram, values
 
-from workers.pools import Pool, load_pools
+from workers.pools import NEAR_LIMIT_SHARE
 
 from .logcontext import lane_of
 
@@ -38,6 +37,11 @@ QUEUE_WAIT = Histogram("f_brain_task_queue_wait_seconds", "From enqueue (or ETA)
 RUNTIME = Histogram("f_brain_task_runtime_seconds", "Run time of a task", ["lane", "task"], buckets=LATENCY_BUCKETS)
 NEAR_SOFT_LIMIT = Counter("f_brain_task_near_soft_limit", "Runs that took most of their pool's soft time limit",
                           ["lane", "task", "soft_limit_seconds"])
+# When the last such run ended (epoch seconds), so doctor can say "recently" where a counter says "ever";
+# the latest over every process, the ones that have exited included.
+NEAR_SOFT_LIMIT_LAST = Gauge("f_brain_task_near_soft_limit_last_seconds",
+                             "When a run last took most of its pool's soft time limit", ["lane", "task"],
+                             multiprocess_mode="max")
 
 _started: dict[str, float] = {}
 
@@ -71,17 +75,13 @@ def observe_run(task_id: str | None = None, task: Any = None, state: str | None 
     if started is not None:
         elapsed = time.perf_counter() - started
         RUNTIME.labels(lane, task.name).observe(elapsed)
-        pool = _pools_by_lane().get(lane)
-        if pool is not None and elapsed >= pool.near_soft_limit:
-            NEAR_SOFT_LIMIT.labels(lane, task.name, str(pool.soft_time_limit)).inc()
+        # The limit this worker runs with (the launcher sets it from its pool), not a registry's guess.
+        soft_limit = task.app.conf.task_soft_time_limit
+        if soft_limit and elapsed >= soft_limit * NEAR_LIMIT_SHARE:
+            NEAR_SOFT_LIMIT.labels(lane, task.name, f"{soft_limit:g}").inc()
+            NEAR_SOFT_LIMIT_LAST.labels(lane, task.name).set(time.time())
     TASKS.labels(lane, task.name, state or "UNKNOWN").inc()
 
 
-@functools.cache
-def _pools_by_lane() -> dict[str, Pool]:
-    """The pool consuming each lane, with the settings this worker runs with (a doctor elsewhere cannot know them)."""
-    return {queue: pool for pool in load_pools().values() for queue in pool.queues}
-
-
 # The metrics of this module, for a registry outside multiprocess mode.
-TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME, NEAR_SOFT_LIMIT)
+TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME, NEAR_SOFT_LIMIT, NEAR_SOFT_LIMIT_LAST)

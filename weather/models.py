@@ -293,7 +293,7 @@ class BeatHeartbeat(models.Model):
     leading = models.BooleanField(default=False)
     # The timezone this beat schedules in (its CELERY_TIMEZONE): doctor compares every
     # running beat's, not only its own settings.
-    timezone = models.CharField(max_length=64, blank=True, default="")
+    timezone = models.CharField(max_length=64, blank=True, default="", db_default="")
 
     class Meta:
         ordering = ["-beat_at"]

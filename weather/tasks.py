@@ -12,6 +12,8 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from workers.pools import NEAR_LIMIT_SHARE
+
 from . import etl, retention
 from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
@@ -149,8 +151,9 @@ def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExc
 
 
 # Share of the soft time limit the cleanup spends before it stops starting batches,
-# leaving the rest for the batch in flight to commit.
-CLEANUP_TIME_SHARE = 0.9
+# leaving the rest for the batch in flight to commit: below the share doctor calls
+# close to the limit, since a cleanup that paces itself through a backlog is not a warning.
+CLEANUP_TIME_SHARE = NEAR_LIMIT_SHARE * 0.9
 
 
 @shared_task(bind=True)

@@ -72,11 +72,6 @@ class Pool:
             object.__setattr__(self, "queues", (self.name,))
 
     @property
-    def near_soft_limit(self) -> float:
-        """Seconds of run time from which a task of this pool counts as close to its soft limit."""
-        return self.soft_time_limit * NEAR_LIMIT_SHARE
-
-    @property
     def replica_capacity(self) -> int:
         """Messages one replica takes off its queue at once: a slot's running task and its prefetch."""
         return self.concurrency * self.prefetch_multiplier

@@ -23,9 +23,9 @@ from django_celery_beat.models import CrontabSchedule, IntervalSchedule, Periodi
 from tests.factories import make_cities
 from tools.harness import ROOT, purge_lanes, wait_for
 from tools.rabbit_alarm import memory_alarm
-from weather.models import BeatHeartbeat, RefreshRun, TaskAttempt
+from weather.models import BeatHeartbeat, TaskAttempt
 from weather.ops.doctor.checkup import forget_findings
-from weather.ops.doctor.slowness import histogram_quantiles
+from weather.ops.doctor.slowness import _recent_near_limit_runs, histogram_quantiles
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -224,20 +224,19 @@ def test_doctor_names_a_worker_that_runs_other_tasks_than_the_routes(live):
 @pytest.mark.integration
 def test_doctor_warns_of_bulk_runs_near_their_soft_limit(live, sim):
     make_cities(1)
-    findings, _ = _doctor()
-    assert {f["check"]: f["status"] for f in findings}["lane bulk near soft limit"] == "ok"
-    # A 2 s soft limit and a provider taking 1.8 s: the run takes 90 % of its limit, and ends well.
-    live.start("bulk", extra_env={"WEATHER_READ_TIMEOUT": "5"}, soft_time_limit=2, time_limit=6)
+    started = time.time()
+    # A 3 s soft limit and a provider taking 2.6 s: the run takes close to 90 % of its limit, and ends well.
+    live.start("bulk", extra_env={"WEATHER_READ_TIMEOUT": "6"}, soft_time_limit=3, time_limit=8)
     try:
-        sim.configure(latency_ms=1800)
-        result = update_all_weather_data.delay().get(timeout=30)
-        run = RefreshRun.objects.get(pk=result["run_id"])
-        wait_for(lambda: run.summary()["batches_done"] == 1, timeout=30, what="the slow batch")
+        sim.configure(latency_ms=2600)
+        update_all_weather_data.delay().get(timeout=30)
+        # The worker counts the run once it has ended (after the batch's own status write).
+        wait_for(lambda: "bulk" in _recent_near_limit_runs(started), timeout=30, what="the slow run counted")
         findings, _ = _doctor()
     finally:
         live.start("bulk")
     checks = {f["check"]: f for f in findings}
     assert checks["lane bulk near soft limit"]["status"] == "warn"
-    assert checks["lane bulk near soft limit"]["saw"].startswith("1 run(s) took 80%+")
-    assert "weather.tasks.refresh_weather_batch, under a 2 s limit" in checks["lane bulk near soft limit"]["saw"]
-    assert checks["lane interactive near soft limit"]["status"] == "ok"
+    saw = checks["lane bulk near soft limit"]["saw"]
+    assert saw.startswith("weather.tasks.refresh_weather_batch took 80%+ of its worker's soft limit"), saw
+    assert "under a 3 s limit" in saw

@@ -4,6 +4,7 @@ dead letters, and a provider that paused us or a quota used up."""
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 
@@ -20,6 +21,8 @@ from workers.pools import NEAR_LIMIT_SHARE, load_pools
 
 from .findings import OK, STUCK_OR_SLOW, WARN, Context, Finding
 
+# How far back a run near its soft limit still counts as a warning.
+RECENT = timedelta(hours=1)
 # A message started and not ended this long after its pool's hard limit lost its worker without a word.
 STARTED_SLACK = timedelta(minutes=1)
 
@@ -81,37 +84,45 @@ def wait_against_run(context: Context) -> Iterator[Finding]:
             yield _finding(f"lane {lane} wait", OK, saw)
 
 
-def _near_limit_runs() -> dict[str, dict[tuple[str, str], float]]:
-    """Per lane, runs close to the soft limit by (task, the limit its worker ran with), as the workers counted them."""
-    runs: dict[str, dict[tuple[str, str], float]] = {}
+def _recent_near_limit_runs(since: float) -> dict[str, list[tuple[float, str]]]:
+    """Per lane, (when, task) of the tasks whose last run close to the soft limit ended after `since` (epoch s)."""
+    recent: dict[str, list[tuple[float, str]]] = {}
+    for _, sample in _shared_samples("f_brain_task_near_soft_limit_last_seconds"):
+        if sample.value >= since:
+            recent.setdefault(sample.labels["lane"], []).append((sample.value, sample.labels["task"]))
+    return recent
+
+
+def _near_limit_counts() -> dict[tuple[str, str], tuple[float, str]]:
+    """Per (lane, task), runs close to the soft limit since the metrics were reset, and the limit last seen."""
+    counts: dict[tuple[str, str], tuple[float, str]] = {}
     for _, sample in _shared_samples("f_brain_task_near_soft_limit"):
         if sample.name.endswith("_total") and sample.value:
-            key = (sample.labels["task"], sample.labels["soft_limit_seconds"])
-            lane = runs.setdefault(sample.labels["lane"], {})
-            lane[key] = lane.get(key, 0.0) + sample.value
-    return runs
+            key = (sample.labels["lane"], sample.labels["task"])
+            total = counts.get(key, (0.0, ""))[0] + sample.value
+            counts[key] = (total, sample.labels["soft_limit_seconds"])
+    return counts
 
 
 def near_soft_limit(context: Context) -> Iterator[Finding]:
-    """Runs that came close to their pool's soft limit, on every lane (bulk stores no results to read)."""
+    """Runs of the last hour that came close to their worker's soft limit, on every lane (workers count them)."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return  # wait_against_run says the metrics are not shared
-    pools = load_pools()
-    runs = _near_limit_runs()
+    share = f"{NEAR_LIMIT_SHARE:.0%}+ of its worker's soft limit"
+    recent = _recent_near_limit_runs(time.time() - RECENT.total_seconds())
+    counts = _near_limit_counts()
     for lane in LANE_NAMES:
-        if runs.get(lane):
-            count = sum(runs[lane].values())
-            task, limit = max(runs[lane], key=runs[lane].__getitem__)
+        if recent.get(lane):
+            when, task = max(recent[lane])
+            total, limit = counts.get((lane, task), (0.0, "?"))
+            at = time.strftime("%H:%M:%S", time.gmtime(when))
             yield _finding(f"lane {lane} near soft limit", WARN,
-                           f"{count:.0f} run(s) took {NEAR_LIMIT_SHARE:.0%}+ of their pool's soft limit since the "
-                           f"metrics were reset (most: {task}, under a {limit} s limit)",
+                           f"{task} took {share} in the last hour (last at {at} UTC, under a {limit} s limit; "
+                           f"{total:.0f} such run(s) since the metrics were reset)",
                            "find out why (provider latency, database locks) before they are cut short; "
                            f"raise WORKER_{lane.upper()}_SOFT_TIME_LIMIT only below RabbitMQ's consumer timeout")
         else:
-            pool = next(p for p in pools.values() if lane in p.queues)
-            yield _finding(f"lane {lane} near soft limit", OK,
-                           f"no run took {NEAR_LIMIT_SHARE:.0%}+ of its pool's soft limit ({pool.soft_time_limit} s "
-                           "by these settings)")
+            yield _finding(f"lane {lane} near soft limit", OK, f"no run took {share} in the last hour")
 
 
 def stuck_starts(context: Context) -> Iterator[Finding]:
