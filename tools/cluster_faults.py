@@ -36,7 +36,7 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
 
     from routing import BULK, DELIVERY_LIMIT, LANE_NAMES
     from routing.broker import BrokerUnavailableError
-    from tools.harness import WorkerPools, run_summary, wait_for
+    from tools.harness import WorkerPools, run_summary, wait_for, wait_for_run
     from weather.dispatch import enqueue_daily_summary
     from weather.models import RefreshBatch, WeatherData
     from weather.ops.deadletters import list_dead_letters, replay
@@ -51,8 +51,7 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
         return sum(n - 1 for n in counts if n > 1)
 
     def refresh_row(name: str, trials: int, run_id: int, dead_letters: int = 0) -> list[object]:
-        summary = wait_for(lambda: (s := run_summary(run_id)) and s["finished"] and s, timeout=300,
-                           interval=0.5, what=f"{name}: the refresh to finish")
+        summary = wait_for_run(run_id, timeout=300, what=f"{name}: the refresh to finish")
         batches = RefreshBatch.objects.filter(run_id=run_id)
         enqueued = batches.count()
         completed = batches.exclude(status=RefreshBatch.Status.PENDING).count()

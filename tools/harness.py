@@ -88,6 +88,12 @@ def run_summary(run_id: int) -> dict | None:
         return None
 
 
+def wait_for_run(run_id: int, timeout: float = 180, what: str = "the refresh to finish") -> dict:
+    """Wait until every batch of a refresh run is done or failed; its summary."""
+    return wait_for(lambda: (summary := run_summary(run_id)) and summary["finished"] and summary, timeout=timeout,
+                    interval=0.3, what=what)
+
+
 def queue_depth(name: str) -> int:
     """Messages ready in a queue, read from RabbitMQ."""
     return queue_states([name])[name].messages

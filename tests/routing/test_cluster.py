@@ -22,7 +22,7 @@ from django_celery_results.models import TaskResult
 
 from routing import BULK, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, MAINTENANCE
 from tests.factories import make_cities
-from tools.harness import ROOT, WorkerPools, run_summary, wait_for, worker_env
+from tools.harness import ROOT, WorkerPools, run_summary, wait_for, wait_for_run, worker_env
 from tools.rabbit_cluster import RabbitCluster, cluster_possible, rabbit_cluster
 from tools.web_tier import web_tier
 from weather.apikeys import issue_key
@@ -80,10 +80,6 @@ def _refresh(env: dict) -> RefreshRun:
     return wait_for(lambda: RefreshRun.objects.order_by("-pk").first(), timeout=60, what="the refresh's run")
 
 
-def _finish(run: RefreshRun, timeout: float = 180) -> dict:
-    return wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=timeout, interval=0.5,
-                    what="the refresh to finish")
-
 
 def _dead_letters(env: dict) -> list[dict]:
     listed = _manage(env, "deadletters", "list", "--json")
@@ -133,7 +129,7 @@ def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, 
     wait_for(lambda: run_summary(run.pk)["batches_done"] >= 2, timeout=60, what="the refresh to be under way")
     leader = cluster.leader(BULK.name)
     cluster.kill(leader)  # SIGKILL: the node's VM, without a word to anyone
-    summary = _finish(run)
+    summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
     assert WeatherData.objects.count() == 400
     assert _no_duplicate_readings()
@@ -245,7 +241,7 @@ def test_without_a_majority_quorum_lanes_stop_and_doctor_says_why_then_all_resum
     make_cities(40)
     wait_for(lambda: all(cluster.consumers(queue) >= 1 for queue in POOLS), timeout=120, interval=1,
              what="the pools to consume again")
-    summary = _finish(_refresh(env))
+    summary = wait_for_run(_refresh(env).pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (40, 0)
     run = DailySummaryRun.objects.get(day=yesterday)
     wait_for(lambda: TaskResult.objects.filter(task_id=run.task_id, status="SUCCESS").exists(), timeout=120,
@@ -267,7 +263,7 @@ def test_a_poison_message_is_dead_lettered_by_the_cluster_and_replayed_after_a_l
     assert letter["lane"] == BULK.name
     assert "crashed its worker on every delivery" in letter["why"]
     assert sim.stats()["requests"] == DELIVERY_LIMIT, "the last delivery is refused before the provider"
-    assert _finish(run)["cities_failed"] == 5
+    assert wait_for_run(run.pk)["cities_failed"] == 5
     # The dead letters are replicated: with their queue's leader gone, another node hands them back.
     cluster.kill(cluster.leader(DEAD_LETTER_QUEUE.name))
     sim.configure(latency_ms=0)

@@ -27,7 +27,7 @@ from routing.bootsteps import declare_topology
 from routing.broker import check_arguments
 from routing.migrate import MigrationRefusedError, migrate
 from tests.factories import make_cities
-from tools.harness import run_summary, wait_for
+from tools.harness import wait_for, wait_for_run
 from weather.models import RefreshRun
 from weather.quota import pause_provider
 from weather.tasks import update_all_weather_data
@@ -81,8 +81,7 @@ def test_a_countdown_retry_on_a_quorum_lane_waits_in_the_broker_not_in_the_worke
         run = RefreshRun.objects.get(pk=update_all_weather_data.delay().get(timeout=30)["run_id"])
         wait_for(lambda: sim.stats()["requests"] == 1, timeout=30, what="the failing request")
         wait_for(_one_message_delayed, timeout=10, interval=0.2, what="the retry to wait in a delay queue")
-        summary = wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=60, interval=0.3,
-                           what="the retried batch")
+        summary = wait_for_run(run.pk, timeout=60, what="the retried batch")
         assert (summary["cities_refreshed"], summary["cities_failed"]) == (20, 0)
         assert sim.stats()["requests"] == 2
     finally:
@@ -100,8 +99,7 @@ def test_a_quota_deferral_on_a_quorum_lane_waits_in_the_broker_then_completes(li
         run = RefreshRun.objects.get(pk=update_all_weather_data.delay().get(timeout=30)["run_id"])
         wait_for(_one_message_delayed, timeout=10, interval=0.2, what="the deferred batch to wait in a delay queue")
         assert sim.stats()["requests"] == 0, "nothing asked of the provider while it is paused"
-        summary = wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=60, interval=0.3,
-                           what="the deferred batch")
+        summary = wait_for_run(run.pk, timeout=60, what="the deferred batch")
         assert (summary["cities_refreshed"], summary["cities_failed"]) == (20, 0)
         assert sim.stats()["requests"] == 1
     finally:

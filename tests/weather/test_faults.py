@@ -19,7 +19,7 @@ from django.test import Client
 
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES, Priority
 from tests.factories import make_cities, make_city
-from tools.harness import purge_lanes, queue_consumers, queue_depth, run_summary, wait_for
+from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for, wait_for_run
 from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
@@ -56,10 +56,6 @@ def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
     wait_for(lambda: run.summary()["batches_done"] >= min_done, timeout=60, what="the refresh to be under way")
     return run
 
-
-def _finish(run: RefreshRun, timeout: float = 180) -> dict:
-    return wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=timeout,
-                    interval=0.5, what="the refresh to finish")
 
 
 def test_a_message_that_keeps_killing_its_worker_ends_in_dead_letter_and_can_be_replayed(faults, sim):
@@ -109,7 +105,7 @@ def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_not
             faults.start("bulk", extra_env=BULK_ENV)
             kills["worker"] += 1
     assert min(kills.values()) >= 10, f"the refresh ended after only {kills}: give it more work"
-    summary = _finish(run)
+    summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (cities, 0)
     assert RefreshBatch.objects.filter(run=run, status="done").count() == summary["batches"]
     # The kills cut batches short: they were asked of the provider again...
@@ -155,7 +151,7 @@ def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile
     assert not PendingFetch.objects.filter(city=person).exists(), "a refused fetch holds no slot"
     for lane in LANE_NAMES:
         wait_for(lambda lane=lane: queue_consumers(lane) >= 1, timeout=90, what=f"{lane} to reconnect")
-    summary = _finish(run)
+    summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
     assert WeatherData.objects.filter(city__name__startswith="Bulk").count() == 1000
     accepted = client.post(f"/api/cities/{person.pk}/refresh")
@@ -180,7 +176,7 @@ def test_a_database_outage_mid_refresh_is_retried_without_a_crash_loop(faults, s
         time.sleep(3)  # batches in flight meet the outage; their retries back off within their budget
     finally:
         _postgresql("start")
-    summary = _finish(run)
+    summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
     assert WeatherData.objects.count() == 1000
     with log.open("rb") as file:
@@ -205,7 +201,7 @@ def test_thirty_percent_provider_faults_end_with_every_city_refreshed_within_quo
     make_cities(1000)
     faults.start("bulk", extra_env=limits)
     result = update_all_weather_data.delay().get(timeout=30)
-    summary = _finish(RefreshRun.objects.get(pk=result["run_id"]))
+    summary = wait_for_run(result["run_id"])
     # Every fault served here is a passing one (500, 429, timeout, a body cut short): all retried.
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0), summary
     assert WeatherData.objects.count() == 1000

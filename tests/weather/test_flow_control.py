@@ -13,7 +13,7 @@ from django.test import Client
 
 from routing.broker import FLOW
 from tests.factories import make_cities, make_city
-from tools.harness import purge_lanes, run_summary, wait_for
+from tools.harness import purge_lanes, run_summary, wait_for, wait_for_run
 from tools.rabbit_alarm import memory_alarm
 from weather.models import PendingFetch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
@@ -61,8 +61,7 @@ def test_a_worker_that_publishes_under_an_alarm_waits_for_it_to_clear_and_loses_
             time.sleep(3)
             assert not WeatherData.objects.exists(), "no batch can be queued while publishers are blocked"
             assert run_summary(run.pk)["batches_done"] == 0
-        summary = wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=90, interval=0.5,
-                           what="the refresh to finish once the alarm cleared")
+        summary = wait_for_run(run.pk, timeout=90, what="the refresh to finish once the alarm cleared")
         assert (summary["cities_refreshed"], summary["cities_failed"], summary["batches"]) == (100, 0, 5), summary
         assert WeatherData.objects.count() == 100
         assert result.get(timeout=30)["run_id"] == run.pk

@@ -20,7 +20,7 @@ from django.test import Client
 
 from routing.broker import failure_detection_bound
 from tests.factories import make_cities
-from tools.harness import ROOT, purge_lanes, queue_consumers, run_summary, wait_for
+from tools.harness import ROOT, purge_lanes, queue_consumers, wait_for, wait_for_run
 from tools.testhosts import NetnsHosts, namespaces_possible, netns_hosts
 from weather.models import QuotaGrant, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
@@ -63,10 +63,6 @@ def _refresh(cities: int) -> RefreshRun:
     return RefreshRun.objects.get(pk=run_id)
 
 
-def _finish(run: RefreshRun, timeout: float) -> dict:
-    return wait_for(lambda: (s := run_summary(run.pk)) and s["finished"] and s, timeout=timeout, interval=0.3,
-                    what="the refresh to finish")
-
 
 def test_the_failure_detection_bound_follows_the_heartbeat():
     assert failure_detection_bound(settings.BROKER_HEARTBEAT_S) == settings.BROKER_FAILURE_DETECTION_S
@@ -89,7 +85,7 @@ def test_bulk_replicas_on_two_hosts_share_a_refresh(hosts, sim):
     assert lanes["bulk"]["consumers"] == 2
 
     run = _refresh(400)
-    summary = _finish(run, timeout=120)
+    summary = wait_for_run(run.pk, timeout=120)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
     workers = dict(RefreshBatch.objects.filter(run=run).values_list("worker").annotate(n=Count("id")))
     assert set(workers) == {"bulk@fbh1", "bulk@fbh2"}, workers
@@ -117,7 +113,7 @@ def test_a_host_cut_off_mid_refresh_loses_nothing_and_comes_back_by_itself(hosts
     # prefetched ones) comes back only when the broker notices the silence by the missing
     # heartbeats. Every batch done by host 2 means all of it was redelivered, and the
     # run's end bounds when: the detection bound, plus host 2's time for those batches.
-    summary = _finish(run, timeout=FAILURE_DETECTION_S + 60)
+    summary = wait_for_run(run.pk, timeout=FAILURE_DETECTION_S + 60)
     finished_s = time.monotonic() - cut_at
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (200, 0), summary
     assert set(RefreshBatch.objects.filter(run=run).values_list("worker", flat=True)) == {"bulk@fbh2"}
