@@ -376,14 +376,18 @@ if _POOL is not None:
     CELERY_TASK_ACKS_LATE = _POOL.acks_late
     CELERY_TASK_REJECT_ON_WORKER_LOST = _POOL.reject_on_worker_lost
     CELERY_WORKER_PREFETCH_MULTIPLIER = _POOL.prefetch_multiplier
-    CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = _POOL.soft_shutdown_timeout
+    # No soft shutdown, and SIGTERM is not remapped to SIGQUIT: Celery's soft shutdown
+    # sleeps its whole timeout inside the signal handler, so its event loop stops. Tasks
+    # that finish meanwhile cannot be acked and run again elsewhere, the broker drops the
+    # silent connection, the worker reconnects and takes new work while it is dying, and
+    # `docker stop` ends in SIGKILL (seen on the compose stack). SIGTERM is Celery's warm
+    # shutdown: no new work, running tasks finish and are acked, then it exits; the
+    # platform's stop grace (above the pool's drain_seconds) bounds the wait.
+    CELERY_WORKER_SOFT_SHUTDOWN_TIMEOUT = 0
     # The same limits the launcher passes on the command line, readable by tasks
     # that pace themselves (the cleanup stops before its soft limit).
     CELERY_TASK_SOFT_TIME_LIMIT = _POOL.soft_time_limit
     CELERY_TASK_TIME_LIMIT = _POOL.time_limit
-    # Not on idle: Celery would then sleep the whole timeout with nothing to finish,
-    # and unacked (acks-late or ETA) messages go back to the queue on disconnect anyway.
-    CELERY_WORKER_ENABLE_SOFT_SHUTDOWN_ON_IDLE = False
     # A task that failed for good is rejected, not acked, so RabbitMQ moves it to
     # the dead-letter queue where it can be inspected and replayed.
     CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = not _POOL.acks_late

@@ -180,7 +180,7 @@ class NetnsHosts:
         process.wait(timeout=10)
 
     def stop(self, name: str) -> None:
-        """SIGTERM a replica (Celery's soft shutdown, as a platform stops it) and wait for it."""
+        """SIGTERM a replica (Celery's warm shutdown, as a platform stops it) and wait for it."""
         process = self.processes.pop(name)
         with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGTERM)

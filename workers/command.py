@@ -45,10 +45,6 @@ def worker_environment(pool: Pool) -> dict[str, str]:
     """Variables the worker process needs on top of the caller's environment."""
     return {
         POOL_NAME_ENV: pool.name,
-        # SIGTERM (PaaS shutdown, `docker stop`, honcho) starts Celery's soft
-        # shutdown: running tasks get `soft_shutdown_timeout` to finish, then the
-        # rest are cancelled and, being acks-late, go back to the queue unacked.
-        "REMAP_SIGTERM": "SIGQUIT",
     }
 
 

@@ -1,7 +1,7 @@
 """Kubernetes manifests rendered from the pool registry: `python -m workers render k8s` writes deploy/k8s/.
 
 Every number that matters comes from workers/pools.py: a Deployment per pool
-running the launcher, its grace period above the pool's soft shutdown, its
+running the launcher, its grace period above the pool's drain time, its
 resources from its concurrency and recycling limits, a PodDisruptionBudget, and a
 KEDA ScaledObject on the lane's queue length whose target is the pool's
 per-replica capacity (Pool.desired_replicas is the same formula, reported by
@@ -111,9 +111,9 @@ def pool_manifests(pool: Pool) -> list[dict]:
                        "initialDelaySeconds": 30, "periodSeconds": 30, "timeoutSeconds": 10,
                        "failureThreshold": 3})
     return [
-        # Celery's soft shutdown lets running tasks finish for soft_shutdown_timeout on
-        # SIGTERM (the launcher remaps it); the pod must not be killed before that.
-        _deployment(name, component, [worker], pool.soft_shutdown_timeout + 10),
+        # On SIGTERM Celery's warm shutdown lets running tasks finish; the pod is killed
+        # only after drain_seconds and ten more for the process to exit.
+        _deployment(name, component, [worker], pool.drain_seconds + 10),
         _pdb(name, component, maxUnavailable=1),
         {
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(name, component),

@@ -51,11 +51,15 @@ class Pool:
     max_memory_per_child_kb: int
     # Shared by every pool unless it says otherwise: prefork, which enforces time
     # limits; acks late with reject-on-worker-lost, since every task is an idempotent
-    # upsert, so a worker killed mid-task loses nothing; 20 s of soft shutdown.
+    # upsert, so a worker killed mid-task loses nothing; 20 s to drain on SIGTERM.
     implementation: str = "prefork"
     acks_late: bool = True
     reject_on_worker_lost: bool = True
-    soft_shutdown_timeout: int = 20
+    # Seconds a stopped worker's running tasks may take to finish (SIGTERM is Celery's warm
+    # shutdown: no new work, running tasks end and are acked). The platform's stop grace is
+    # set above it (compose, Kubernetes) and kills what is still running then: unacked,
+    # that goes back to the queue.
+    drain_seconds: int = 20
     # Niceness (0-19) the launcher adds before exec: background lanes give way to a
     # person's fetch when they share a host's CPUs (scripts/run, compose on one machine).
     cpu_nice: int = 0
@@ -99,8 +103,8 @@ class Pool:
         if PRIORITISED_LANES & set(self.queues) and self.min_replicas < 1:
             problems.append("min_replicas must be at least 1 on a priority lane: a person's click cannot wait "
                             "for a replica to start")
-        if self.soft_shutdown_timeout < 0:
-            problems.append("soft_shutdown_timeout cannot be negative")
+        if self.drain_seconds < 0:
+            problems.append("drain_seconds cannot be negative")
         if not 0 <= self.cpu_nice <= 19:
             problems.append("cpu_nice must be between 0 and 19 (raising priority needs root)")
         if self.soft_time_limit >= self.time_limit:
@@ -139,8 +143,8 @@ class Pool:
 # bulk and maintenance run at nice 10: where they share CPUs with the interactive
 # pool, the kernel serves a person's fetch first (their upserts and deletes are
 # CPU-heavy on a small host); on hosts of their own it changes nothing.
-# Soft shutdown gives running tasks time to finish on SIGTERM before a PaaS kills us
-# (Heroku-style platforms wait 30 s); acks-late work that does not finish is requeued.
+# On SIGTERM running tasks get drain_seconds to finish before the platform kills the
+# worker (Heroku-style platforms wait 30 s); acks-late work that does not finish is requeued.
 DEFAULT_POOLS: tuple[Pool, ...] = (
     Pool(
         name=INTERACTIVE.name,

@@ -51,8 +51,8 @@ def test_compose_services_match_the_registry():
         assert service["environment"]["POOL_NAME"] == name
         # container_name, fixed host ports or a fixed host name would make `--scale` impossible.
         assert not {"container_name", "ports", "hostname"} & set(service), service
-        # Docker stops a container after its grace: Celery's soft shutdown must fit inside it.
-        assert int(service["stop_grace_period"].removesuffix("s")) > pools[name].soft_shutdown_timeout
+        # Docker kills a container after its grace: the pool's drain time must fit inside it.
+        assert int(service["stop_grace_period"].removesuffix("s")) > pools[name].drain_seconds
     beats = [name for name, svc in services.items() if "beat" in svc.get("command", [])]
     assert beats == ["beat"]
     assert services["flower"]["profiles"] == ["monitoring"]

@@ -100,7 +100,7 @@ def test_each_pool_is_deployed_as_the_registry_declares_it():
         pod = deployments[name]["spec"]["template"]["spec"]
         (container,) = pod["containers"]
         assert container["command"] == ["python", "-m", "workers", "run", pool.name]
-        assert pod["terminationGracePeriodSeconds"] > pool.soft_shutdown_timeout
+        assert pod["terminationGracePeriodSeconds"] > pool.drain_seconds
         assert container["livenessProbe"]["exec"]["command"] == ["python", "-m", "workers", "alive", pool.name]
         assert "replicas" not in deployments[name]["spec"], "KEDA owns the replica count"
         assert name in budgets
