@@ -1,5 +1,8 @@
 # One image for web, every worker pool and beat; the command picks the role.
-FROM python:3.11-slim
+# The base is a build argument only so the tests can build on a stand-in of it
+# (tools/standins/); what ships is the official image.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
     PYTHONUNBUFFERED=1 \
