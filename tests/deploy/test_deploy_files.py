@@ -100,37 +100,49 @@ def test_the_compose_cluster_profile_forms_one_cluster_of_every_rabbitmq_node():
     nodes = {name: service for name, service in services.items() if service.get("image", "").startswith("rabbitmq:")}
     assert len(nodes) == 3, sorted(nodes)
     conf = (ROOT / "deploy" / "rabbitmq" / "cluster.conf").read_text()
-    listed = set(re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+ = rabbit@(\S+)$", conf, re.MULTILINE))
-    # Each node runs as rabbit@<hostname>; formation finds exactly these.
-    assert {service["hostname"] for service in nodes.values()} == listed
-    assert "quorum_queue.initial_group_size = 3" in conf
+    seeds = set(re.findall(r"^cluster_formation\.classic_config\.nodes\.\d+ = rabbit@(\S+)$", conf, re.MULTILINE))
+    # The profile's nodes join the default stack's one node, which needs no formation settings to start alone.
+    assert seeds == {"rabbitmq"}
+    assert {service["hostname"] for service in nodes.values()} == {"rabbitmq", "rabbitmq-2", "rabbitmq-3"}
     volumes = set()
     for name, service in nodes.items():
         mounts = [v.split(":") for v in service["volumes"]]
-        assert ["./deploy/rabbitmq/cluster.conf", "/etc/rabbitmq/conf.d/20-cluster.conf", "ro"] in mounts, name
+        assert ["./deploy/rabbitmq/node.conf", "/etc/rabbitmq/conf.d/20-node.conf", "ro"] in mounts, name
+        joins = ["./deploy/rabbitmq/cluster.conf", "/etc/rabbitmq/conf.d/30-cluster.conf", "ro"] in mounts
+        assert joins == (name != "rabbitmq"), name
         volumes |= {source for source, target, *_ in mounts if target == "/var/lib/rabbitmq"}
         if name != "rabbitmq":
             assert service["profiles"] == ["cluster"], name
             assert service["depends_on"]["rabbitmq"]["condition"] == "service_healthy", name
     assert len(volumes) == 3, "each node keeps its own data"
+    # The lanes are first declared once every node runs (a quorum queue takes the members present then).
+    waits = services["migrate"]["depends_on"]
+    for name in nodes:
+        assert waits[name]["condition"] == "service_healthy", name
+        assert waits[name].get("required", True) == (name == "rabbitmq"), name
     # The client URL list the example gives names every node.
     example = re.search(r"^# CELERY_BROKER_URL=(\S+)$", (ROOT / ".env.example").read_text(), re.MULTILINE)
     assert example, ".env.example shows the cluster's URL list"
-    assert {url.split("@")[1].split(":")[0] for url in example.group(1).split(";")} == listed
+    assert {url.split("@")[1].split(":")[0] for url in example.group(1).split(";")} == {
+        service["hostname"] for service in nodes.values()}
 
 
 def _compose_config(project: Path, env_text: str, *args: str) -> subprocess.CompletedProcess:
-    """`docker-compose config` as a user runs it: the compose file beside its .env."""
+    """`docker compose config` (Compose v2) as a user runs it: the compose file beside its .env."""
     shutil.copy(ROOT / "docker-compose.yml", project / "docker-compose.yml")
     (project / ".env").write_text(env_text)
     # A bare environment, so only the .env file (not this shell's variables) feeds it.
-    return subprocess.run(["docker-compose", *args, "config"], cwd=project, capture_output=True, text=True,
-                          env={"PATH": "/usr/bin:/bin"})
+    return subprocess.run(["docker", "compose", *args, "config"], cwd=project, capture_output=True, text=True,
+                          env={"PATH": "/usr/local/bin:/usr/bin:/bin"})
 
 
+def _compose_v2_installed() -> bool:
+    return shutil.which("docker") is not None and subprocess.run(
+        ["docker", "compose", "version"], capture_output=True).returncode == 0
 
-@pytest.mark.skipif(shutil.which("docker-compose") is None and not os.environ.get("CI"),
-                    reason="docker-compose is installed by .ci/run (required there)")
+
+@pytest.mark.skipif(not _compose_v2_installed() and not os.environ.get("CI"),
+                    reason="Compose v2 is installed by .ci/run (scripts/docker-engine; required there)")
 def test_compose_file_validates_with_a_real_parser(tmp_path):
     example = (ROOT / ".env.example").read_text()
     ok = _compose_config(tmp_path, example + "WORKER_BULK_CONCURRENCY=4\n")
