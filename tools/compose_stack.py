@@ -31,9 +31,11 @@ from pathlib import Path
 
 from .harness import ROOT, wait_for
 from .standins import HERE as STANDINS_DIR
-from .standins import StandinBuildError, ensure_all, image_digest
+from .standins import StandinBuildError, ensure_all, image_digest, prune_replaced
 
 APP_IMAGE = "f-brain:latest"
+# On the images the tests build, so the ones a rebuild replaced can be removed.
+TEST_BUILD_LABEL = "f-brain.test-build"
 COMPOSE_TIMEOUT_S = 300
 SIMULATOR_PORT = 8081
 # Files a stack needs beside its compose file (docker-compose.yml mounts them by relative path).
@@ -83,11 +85,12 @@ def build_app_image() -> AppImage:
     """`docker build` of the project's Dockerfile, on the stand-in of python:3.11-slim."""
     base = ensure_all(["3"])["python"]
     started = time.monotonic()
-    done = _docker("build", "--quiet", "--tag", APP_IMAGE, "--build-arg", f"PYTHON_IMAGE={base}", str(ROOT),
-                   timeout=COMPOSE_TIMEOUT_S * 2)
+    done = _docker("build", "--quiet", "--tag", APP_IMAGE, "--label", TEST_BUILD_LABEL,
+                   "--build-arg", f"PYTHON_IMAGE={base}", str(ROOT), timeout=COMPOSE_TIMEOUT_S * 2)
     if done.returncode != 0:
         raise StandinBuildError(f"docker build of the project failed: {done.stderr[-3000:]}")
     seconds = time.monotonic() - started
+    prune_replaced(TEST_BUILD_LABEL)
     inspect = json.loads(_docker("image", "inspect", APP_IMAGE).stdout)[0]
     return AppImage(APP_IMAGE, seconds, int(inspect["Size"]), inspect["Config"].get("User", ""))
 

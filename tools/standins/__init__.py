@@ -136,7 +136,14 @@ def ensure_standin(name: str) -> str:
             shutil.copy(HOST_CA_BUNDLE, Path(context) / "ca-certificates.crt")
         _run(["docker", "build", "--quiet", "--tag", standin.tag, "--label", f"{DIGEST_LABEL}={digest}",
               "--build-arg", f"BASE={standin.base}", context], f"docker build of {standin.tag}", BUILD_TIMEOUT_S)
+    prune_replaced(DIGEST_LABEL)
     return standin.tag
+
+
+def prune_replaced(label: str) -> None:
+    """Remove the images a rebuild left untagged (those carrying `label` only), so runs do not pile them up."""
+    subprocess.run(["docker", "image", "prune", "--force", "--filter", f"label={label}"], capture_output=True,
+                   timeout=120)
 
 
 def ensure_all(broker_generations: list[str] | None = None) -> dict[str, str]:
