@@ -19,25 +19,19 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
-import time
 import urllib.request
 from pathlib import Path
 
 from bench.click import Click, click, click_arguments
+from tools.harness import wait_for
 from tools.measure import ROOT, machine, percentile, prepare, print_table, write_json
+from tools.web_tier import free_port
 
 UNLIMITED = {"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0",
              "REFRESH_RATE_LIMIT_PER_MINUTE": "100000"}
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _get(url: str) -> dict:
@@ -50,14 +44,6 @@ def _answers(url: str) -> bool:
         return _get(url).get("status") == "ready"
     except OSError:
         return False
-
-
-def _wait(predicate: object, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise SystemExit(f"timed out waiting for {what}")
-        time.sleep(0.5)
 
 
 def clicks_through(edge: str, city_ids: list[int], count: int, poll_s: float, timeout_s: float) -> list[Click]:
@@ -75,7 +61,7 @@ def summary(where: str, clicks: list[Click], latency_ms: float) -> dict:
 
 def through_scripts_run(args: object, var_dir: Path) -> dict:
     """The README's first command on this machine's PostgreSQL and RabbitMQ; clicks on its web port."""
-    port, sim_port = _free_port(), _free_port()
+    port, sim_port = free_port(), free_port()
     env = {**os.environ, **UNLIMITED, "VAR_DIR": str(var_dir), "PORT": str(port), "SIMULATOR_PORT": str(sim_port),
            "DEMO_CITIES": str(max(args.clicks, 100)), "SECURE_HTTPS": "false"}
     with open(var_dir / "scripts-run.log", "w") as log:
@@ -83,7 +69,7 @@ def through_scripts_run(args: object, var_dir: Path) -> dict:
                                    stderr=subprocess.STDOUT, start_new_session=True)
     try:
         base = f"http://127.0.0.1:{port}"
-        _wait(lambda: _answers(f"{base}/readyz"), 180, "scripts/run to answer /readyz")
+        wait_for(lambda: _answers(f"{base}/readyz"), timeout=180, interval=0.5, what="scripts/run to answer /readyz")
         config = urllib.request.Request(f"http://127.0.0.1:{sim_port}/__sim/config",
                                         data=json.dumps({"latency_ms": args.latency_ms}).encode())
         urllib.request.urlopen(config, timeout=10).close()

@@ -17,7 +17,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import time
 import urllib.error
@@ -32,6 +31,7 @@ from pathlib import Path
 from .harness import ROOT, wait_for
 from .standins import HERE as STANDINS_DIR
 from .standins import StandinBuildError, ensure_all, image_digest, prune_replaced
+from .web_tier import free_port
 
 APP_IMAGE = "f-brain:latest"
 # On the images the tests build, so the ones a rebuild replaced can be removed.
@@ -95,12 +95,6 @@ def build_app_image() -> AppImage:
     return AppImage(APP_IMAGE, seconds, int(inspect["Size"]), inspect["Config"].get("User", ""))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 def stack_env(extra: dict[str, str] | None = None) -> str:
     """`.env` as a user makes it: `.env.example` with every change-me filled in, then `extra` on top."""
     text = (ROOT / ".env.example").read_text()
@@ -123,6 +117,8 @@ class ComposeStack:
     edge_port: int
     flower_port: int
     profiles: list[str] = field(default_factory=list)
+    # The simulator's host port, asked of compose once per simulator container (polls read it often).
+    _simulator_port: str | None = field(default=None, repr=False)
 
     def compose(self, *args: str, timeout: float = COMPOSE_TIMEOUT_S,
                 check: bool = True) -> subprocess.CompletedProcess:
@@ -137,6 +133,7 @@ class ComposeStack:
         return done
 
     def up(self, *args: str, timeout: float = COMPOSE_TIMEOUT_S) -> subprocess.CompletedProcess:
+        self._simulator_port = None  # a recreated simulator publishes on another port
         return self.compose("up", "-d", "--no-build", *args, timeout=timeout)
 
     def containers(self, service: str, all_states: bool = False) -> list[str]:
@@ -150,8 +147,6 @@ class ComposeStack:
         """Every container of the stack by service: its state and health as the engine reports them."""
         out = self.compose("ps", "-a", "--format", "json").stdout
         rows = [json.loads(line) for line in out.splitlines() if line.strip()]
-        if len(rows) == 1 and isinstance(rows[0], list):
-            rows = rows[0]
         by_service: dict[str, list[dict]] = {}
         for row in rows:
             by_service.setdefault(row["Service"], []).append(row)
@@ -184,10 +179,10 @@ class ComposeStack:
         logs = self.compose("logs", "--no-color", "--tail", "15", check=False).stdout
         return f"states: {states}\nlogs:\n{logs[-12000:]}"
 
-    def exec(self, service: str, *argv: str, timeout: float = 120, env: dict[str, str] | None = None,
-             index: int = 1) -> subprocess.CompletedProcess:
+    def exec(self, service: str, *argv: str, timeout: float = 120,
+             env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         flags = [flag for name, value in (env or {}).items() for flag in ("-e", f"{name}={value}")]
-        return self.compose("exec", "-T", "--index", str(index), *flags, service, *argv, timeout=timeout)
+        return self.compose("exec", "-T", *flags, service, *argv, timeout=timeout)
 
     def manage(self, *args: str, timeout: float = 120) -> str:
         """A manage.py command run in the web container, as an operator runs one."""
@@ -199,8 +194,9 @@ class ComposeStack:
         out = self.exec("db", "sh", "-c", psql, query).stdout
         return [line.split("\t") for line in out.splitlines() if line]
 
-    def rabbitmqctl(self, *args: str, node_service: str = "rabbitmq") -> str:
-        return self.exec(node_service, "rabbitmqctl", "-q", *args, timeout=120).stdout
+    def rabbitmqctl(self, *args: str) -> str:
+        """rabbitmqctl on the first node, as an operator runs it in its container."""
+        return self.exec("rabbitmq", "rabbitmqctl", "-q", *args, timeout=120).stdout
 
     def count(self, query: str) -> int:
         """The one number a counting query returns."""
@@ -288,7 +284,10 @@ class ComposeStack:
 
     def simulator(self, path: str, body: dict | None = None) -> dict:
         """The simulator's control API, through its port published on the host's loopback."""
-        port = self.compose("port", "simulator", str(SIMULATOR_PORT)).stdout.strip().rsplit(":", 1)[1]
+        if self._simulator_port is None:
+            published = self.compose("port", "simulator", str(SIMULATOR_PORT)).stdout.strip()
+            self._simulator_port = published.rsplit(":", 1)[1]
+        port = self._simulator_port
         # Reading the counters is a GET; every change (reset, config, script) a POST.
         data = None if path.endswith("/stats") else json.dumps(body or {}).encode()
         request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data,
@@ -296,9 +295,10 @@ class ComposeStack:
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.load(response)
 
-    def down(self, volumes: bool = False) -> None:
-        self.compose("down", "--remove-orphans", "--timeout", "10", *(["--volumes"] if volumes else []),
-                     timeout=COMPOSE_TIMEOUT_S)
+    def down(self) -> None:
+        """`docker compose down`: containers and network go, volumes (the data) stay."""
+        self._simulator_port = None
+        self.compose("down", "--remove-orphans", "--timeout", "10")
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -328,7 +328,7 @@ def compose_stack(folder: Path, broker: str, env: dict[str, str] | None = None,
     ensure_all([broker])
     if image_digest(APP_IMAGE) is None:
         raise EngineUnavailableError(f"build {APP_IMAGE} first (build_app_image)")
-    edge_port, flower_port = _free_port(), _free_port()
+    edge_port, flower_port = free_port(), free_port()
     settings = {"EDGE_PUBLISHED_PORT": str(edge_port), "FLOWER_PUBLISHED_PORT": str(flower_port),
                 "WEATHER_API_URL": f"http://simulator:{SIMULATOR_PORT}/v1/forecast", **(env or {})}
     env_text = stack_env(settings)

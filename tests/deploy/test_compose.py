@@ -177,12 +177,10 @@ def test_stopping_the_bulk_pool_mid_batch_ends_within_its_grace_and_the_batch_is
     wait_for(lambda: stack.simulator("/__sim/stats")["requests"] >= 1, timeout=60, interval=0.2,
              what="a batch to be at the provider")
     (container,) = stack.containers("worker-bulk")
-    started = time.monotonic()
     stack.compose("stop", "worker-bulk", timeout=grace + 30)
-    stopped_in = time.monotonic() - started
     state = stack.inspect(container)["State"]
-    # Celery's warm shutdown let the running batches finish and exit; Docker did not have to SIGKILL it (137).
-    assert stopped_in < grace, stopped_in
+    # Within its grace: Celery's warm shutdown let the running batches finish and the worker
+    # exit by itself; Docker, had the grace run out, would have SIGKILLed it (exit 137).
     assert state["ExitCode"] != 137, state
     pending = stack.count(f"SELECT count(*) FROM weather_refreshbatch WHERE run_id = {run_id} AND status = 'pending'")
     assert pending > 0, "the stop came before the run's end: batches wait in the queue"

@@ -159,3 +159,23 @@ def test_compose_file_validates_with_a_real_parser(tmp_path):
     assert refused.returncode != 0
     # Compose reports the first required variable it meets, in no fixed order: any of them will do.
     assert re.search(r"required variable \w+ is missing a value: set \w+ in \.env", refused.stderr), refused.stderr
+
+
+def test_every_image_the_project_names_has_its_stand_in_in_the_test_override():
+    from tools.standins import BROKER_SUITES, HERE, STANDINS
+
+    override = yaml.safe_load((HERE / "compose.yml").read_text())["services"]
+    tags = {standin.tag for standin in STANDINS.values()}
+    named = {name: svc["image"] for name, svc in _compose()["services"].items() if svc.get("image") != "f-brain:latest"}
+    assert named, "docker-compose.yml names official images"
+    for service, image in named.items():
+        replacement = override[service]["image"]
+        generations = BROKER_SUITES if "${STANDIN_BROKER" in replacement else {"": ""}
+        for generation in generations:
+            tag = re.sub(r"\$\{STANDIN_BROKER:-\d\}", generation, replacement)
+            assert tag in tags, (service, tag)
+            standin = next(s for s in STANDINS.values() if s.tag == tag)
+            # The stand-in replaces the same image (its series may differ: RabbitMQ is built in two).
+            assert standin.replaces.split(":")[0] == image.split(":")[0], (service, image, standin)
+    base = re.search(r"^ARG PYTHON_IMAGE=(\S+)$", (ROOT / "Dockerfile").read_text(), re.MULTILINE).group(1)
+    assert base == STANDINS["python"].replaces

@@ -12,7 +12,6 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import urllib.error
 import urllib.parse
@@ -23,16 +22,11 @@ import pytest
 
 from routing import LANE_NAMES
 from tools.harness import ROOT, wait_for
+from tools.web_tier import free_port
 
 pytestmark = pytest.mark.integration
 
 VHOST = "f_brain_main_job"
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def _rabbitmqctl(*args: str) -> None:
@@ -108,7 +102,7 @@ def broker(request):
 
 
 def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_path: Path):
-    port, sim_port = _free_port(), _free_port()
+    port, sim_port = free_port(), free_port()
     fallback = broker == "filesystem://"
     env = {
         "PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", str(tmp_path)), "LANG": "C.UTF-8",
