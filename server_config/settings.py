@@ -390,7 +390,8 @@ if _POOL is not None:
     CELERY_TASK_TIME_LIMIT = _POOL.time_limit
     # A task that failed for good is rejected, not acked, so RabbitMQ moves it to
     # the dead-letter queue where it can be inspected and replayed.
-    CELERY_TASK_ACKS_ON_FAILURE_OR_TIMEOUT = not _POOL.acks_late
+    # (Celery 5.7 splits its acks_on_failure_or_timeout into these two.)
+    CELERY_TASK_ACKS_ON_FAILURE = CELERY_TASK_ACKS_ON_TIMEOUT = not _POOL.acks_late
     # If the broker connection drops, the unacked message is redelivered anyway;
     # cancelling the running copy avoids two copies running at once.
     CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = _POOL.acks_late
