@@ -24,7 +24,7 @@ django.setup()
 
 from django.conf import settings  # noqa: E402  (after django.setup)
 
-from routing import LANE_QUEUES  # noqa: E402
+from routing import topology  # noqa: E402
 from workers.pools import load_pools  # noqa: E402
 
 # The lane whose pool settings this worker takes (the publisher imports it for the queues only).
@@ -40,7 +40,8 @@ _pool = load_pools()[LANE]
 app = Celery("bare", broker=settings.CELERY_BROKER_URL)
 app.conf.update(
     # Each lane's baseline queue is declared like the lane's own (its type, its priorities).
-    task_queues=[Queue(bare_queue(queue.name), queue_arguments=queue.queue_arguments) for queue in LANE_QUEUES],
+    task_queues=[Queue(bare_queue(queue.name), queue_arguments=queue.queue_arguments)
+                 for queue in topology(settings.RABBITMQ_GENERATION).lane_queues],
     task_default_queue=bare_queue(LANE),
     task_acks_late=_pool.acks_late,
     task_reject_on_worker_lost=_pool.reject_on_worker_lost,

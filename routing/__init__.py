@@ -1,44 +1,50 @@
-"""The messaging topology, declared once: exchanges, lane queues, priorities and task routes."""
+"""The messaging topology, declared once: exchanges, lane queues per broker generation, priorities and task routes."""
 
+from .generations import (
+    DEFAULT_GENERATION,
+    BrokerGeneration,
+    Topology,
+    deployed,
+    topology,
+)
 from .lanes import (
-    ALL_QUEUES,
     BULK,
     DEAD_LETTER_EXCHANGE,
     DEAD_LETTER_QUEUE,
     DELIVERY_LIMIT,
     INTERACTIVE,
     LANE_NAMES,
-    LANE_QUEUES,
     LANES,
     MAINTENANCE,
-    QUORUM_LANE_NAMES,
+    QUORUM_NORMAL_MAX,
     TASK_EXCHANGE,
     Lane,
     Priority,
     QueueType,
-    lane_queue,
 )
 from .routes import TASK_LANES, UnroutedTaskError, lane_for, route_task
 
 __all__ = [
-    "ALL_QUEUES",
     "BULK",
     "DEAD_LETTER_EXCHANGE",
     "DEAD_LETTER_QUEUE",
+    "DEFAULT_GENERATION",
     "DELIVERY_LIMIT",
     "INTERACTIVE",
     "LANES",
     "LANE_NAMES",
-    "LANE_QUEUES",
     "MAINTENANCE",
-    "QUORUM_LANE_NAMES",
+    "QUORUM_NORMAL_MAX",
     "TASK_EXCHANGE",
     "TASK_LANES",
+    "BrokerGeneration",
     "Lane",
     "Priority",
     "QueueType",
+    "Topology",
     "UnroutedTaskError",
+    "deployed",
     "lane_for",
-    "lane_queue",
     "route_task",
+    "topology",
 ]

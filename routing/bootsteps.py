@@ -1,4 +1,4 @@
-"""A consumer bootstep that declares the whole topology whenever a worker (re)connects."""
+"""The pools' consumer: the whole topology declared, and the broker's generation checked, whenever it (re)connects."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from kombu.transport.native_delayed_delivery import (
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
-from .broker import BROKER_ERRORS, connect
-from .lanes import ALL_QUEUES
+from .broker import BROKER_ERRORS, connect, ensure_generation
+from .generations import Topology, deployed
 
 log = logging.getLogger(__name__)
 
@@ -25,11 +25,12 @@ log = logging.getLogger(__name__)
 QUEUE_ABSENT_RETRY_S = 2.0
 
 
-def declare_topology(channel: Any) -> None:
-    """Declare every exchange, lane queue and the dead-letter queue (idempotent)."""
+def declare_topology(channel: Any, topology: Topology | None = None) -> None:
+    """Declare every exchange, lane queue and the dead-letter queue (idempotent), of the deployed generation
+    unless another `topology` is given."""
     # All of them before the worker consumes: RabbitMQ silently drops dead letters
     # whose exchange is missing, so the DLX must exist before a lane rejects anything.
-    for queue in ALL_QUEUES:
+    for queue in (topology or deployed()).all_queues:
         queue.bind(channel).declare()
 
 
@@ -42,7 +43,7 @@ def declare_what_can_be(connection: Any) -> list[str]:
     declares before consuming, is what it needs. Returns the queues skipped.
     """
     skipped = []
-    for queue in ALL_QUEUES:
+    for queue in deployed().all_queues:
         channel = connection.channel()
         try:
             queue.bind(channel).declare()
@@ -53,16 +54,6 @@ def declare_what_can_be(connection: Any) -> list[str]:
             with contextlib.suppress(Exception):
                 channel.close()
     return skipped
-
-
-class DeclareTopology(bootsteps.StartStopStep):
-    """Runs on every consumer start, so a broker that lost its state gets it back."""
-
-    requires = {"celery.worker.consumer.connection:Connection"}
-
-    def start(self, parent: Any) -> None:
-        with parent.app.connection_for_write() as connection:
-            declare_what_can_be(connection)
 
 
 class DelayedDeliveryOnLiveNode(bootsteps.StartStopStep):
@@ -94,7 +85,13 @@ class DelayedDeliveryOnLiveNode(bootsteps.StartStopStep):
 
 
 class LaneConsumer(Consumer):
-    """Celery's consumer, with delayed delivery set up by DelayedDeliveryOnLiveNode, and waiting out a queue's absence.
+    """Celery's consumer: the broker's generation checked and the topology declared on every (re)connect, delayed
+    delivery set up by DelayedDeliveryOnLiveNode, and a queue's absence waited out.
+
+    Both happen as the connection opens, before any step talks to the broker or consumes:
+    a broker that lost its state gets it back; one of another generation than the
+    deployment states stops the pool with BrokerGenerationError (Celery's "Unrecoverable
+    error", exit status 1), since its queues would be declared as the wrong type.
 
     NOT_FOUND from the broker while the consumer starts (the lane's classic queue
     whose home node is down, a queue deleted under it) is a reason to reconnect and
@@ -112,6 +109,12 @@ class LaneConsumer(Consumer):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.connection_errors = (*self.connection_errors, NotFound)
+
+    def connect(self) -> Any:
+        connection = super().connect()
+        ensure_generation(connection)
+        declare_what_can_be(connection)
+        return connection
 
     def on_connection_error_after_connected(self, exc: Exception) -> None:
         if isinstance(exc, NotFound):

@@ -20,7 +20,8 @@ from celery import current_app
 from kombu import Connection
 from kombu.exceptions import KombuError
 
-from .lanes import ALL_QUEUES, TASK_EXCHANGE
+from .generations import BrokerGeneration, Topology, deployed
+from .lanes import TASK_EXCHANGE
 
 # The ways talking to an absent or unhappy broker fails: kombu's connection errors
 # (OperationalError is not an OSError), AMQP channel errors and plain socket errors.
@@ -133,9 +134,54 @@ def node_states(timeout: float = CONNECT_TIMEOUT_S) -> dict[str, str | None]:
 
 def queue_states(names: Iterable[str] | None = None) -> dict[str, QueueState]:
     """Depth and consumers of these queues (default: every declared queue), read in one connection."""
-    wanted = [queue.name for queue in ALL_QUEUES] if names is None else list(names)
+    wanted = [queue.name for queue in deployed().all_queues] if names is None else list(names)
     with broker_connection() as connection:
         return {name: queue_state(connection, name) for name in wanted}
+
+
+def broker_version(connection: Any) -> str | None:
+    """The version the broker announced when `connection` opened, or None where the transport announces none."""
+    properties = getattr(connection.connection, "server_properties", None) or {}
+    version = properties.get("version")
+    return version.decode() if isinstance(version, bytes) else version
+
+
+def generation_mismatch(connection: Any) -> str | None:
+    """Why the broker behind `connection` is not the generation this deployment states, or None when it is."""
+    version = broker_version(connection)
+    if version is None:
+        return None  # not RabbitMQ (the local filesystem fallback): no queue types to disagree on
+    stated = deployed().generation
+    try:
+        actual = BrokerGeneration.of_version(version)
+    except ValueError as error:
+        return str(error)
+    if actual is stated:
+        return None
+    advice = (f"set RABBITMQ_GENERATION={actual.value}" if actual < stated else
+              f"set RABBITMQ_GENERATION={actual.value}, stop the pools and run `manage.py topology --migrate` "
+              "(the upgrade path in the README)")
+    return f"the broker is RabbitMQ {version} but this deployment states RABBITMQ_GENERATION={stated.value}: {advice}"
+
+
+def detect_generation() -> BrokerGeneration | None:
+    """The generation of the broker this process is configured for; None where the transport is not RabbitMQ.
+
+    Raises BrokerUnavailableError when it cannot be reached, ValueError for a series this topology does not know.
+    """
+    with broker_connection() as connection:
+        version = broker_version(connection)
+    return None if version is None else BrokerGeneration.of_version(version)
+
+
+class BrokerGenerationError(RuntimeError):
+    """The broker is another generation than the deployment states: queues would be declared wrongly."""
+
+
+def ensure_generation(connection: Any) -> None:
+    """Raise BrokerGenerationError when the broker behind `connection` is not the stated generation."""
+    if problem := generation_mismatch(connection):
+        raise BrokerGenerationError(problem)
 
 
 def ensure_reachable() -> None:
@@ -167,8 +213,9 @@ def _refused(connection: Any, declare: Any) -> str | None:
             channel.close()
 
 
-def mismatches(connection: Any) -> list[Mismatch]:
-    """The task exchange and every existing queue whose live settings differ from the declaration.
+def mismatches(connection: Any, topology: Topology | None = None) -> list[Mismatch]:
+    """The task exchange and every existing queue whose live settings differ from the declaration (of the deployed
+    generation unless another `topology` is given).
 
     A non-passive declare with the declared settings fails with PRECONDITION_FAILED
     when the live object was created differently; a missing queue is no mismatch.
@@ -178,7 +225,7 @@ def mismatches(connection: Any) -> list[Mismatch]:
     if detail := _refused(connection, lambda ch: ch.exchange_declare(exchange.name, exchange.type,
                                                                       durable=exchange.durable, auto_delete=False)):
         found.append(Mismatch("exchange", exchange.name, detail))
-    for queue in ALL_QUEUES:
+    for queue in (topology or deployed()).all_queues:
         if not queue_state(connection, queue.name).exists:
             continue
         if detail := _refused(connection, lambda ch, q=queue: ch.queue_declare(

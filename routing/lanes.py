@@ -14,22 +14,12 @@ Exchange types, and why:
   key was; RabbitMQ keeps the original queue and key in the ``x-death`` header, which
   is what replay uses to put a message back on its own lane.
 
-Queue types, and why (RabbitMQ 3.10, as Debian ships it):
-
-* ``bulk``, ``maintenance`` and ``dead_letter`` are **quorum** queues: replicated by
-  Raft across a cluster's nodes, so losing a node (or its disk) loses no message,
-  and a publisher confirm means a majority has it. The broker counts deliveries and
-  dead-letters a message redelivered more than ``DELIVERY_LIMIT`` times (a worker
-  killed by it each time), at least once (``x-dead-letter-strategy``): the crash
-  guard's start counting in the database is not needed there.
-* ``interactive`` stays a **classic** queue with ``x-max-priority``: quorum queues
-  have no message priorities before RabbitMQ 4.0, and a person's click must pass the
-  API's and the warm-up's fetches. It keeps the crash guard (weather/guard.py). On a
-  cluster a classic queue lives on one node: while that node is down the lane refuses
-  publishes (the API answers 503) and its queued fetches wait for it; clicks are
-  short-lived and re-asked, so that trade-off is taken. With RabbitMQ 4.x quorum
-  queues have two priority levels (normal, high): interactive can then become quorum
-  too, with CLICK mapped to high and the guard retired.
+Queue types depend on the broker generation (routing/generations.py): quorum
+wherever the broker allows it, so losing a node (or its disk) loses no message and a
+publisher confirm means a majority has it. The broker counts a quorum queue's
+deliveries and dead-letters a message redelivered more than ``DELIVERY_LIMIT`` times
+(a worker killed by it each time), at least once (``x-dead-letter-strategy``): the
+crash guard's start counting in the database is needed only on a classic queue.
 """
 
 from __future__ import annotations
@@ -44,19 +34,38 @@ DEAD_LETTER_EXCHANGE = Exchange("f_brain.dlx", type="fanout", durable=True)
 
 
 class Priority(IntEnum):
-    """Message priorities in the interactive lane; RabbitMQ serves higher numbers first."""
+    """Message priorities in the interactive lane; RabbitMQ serves higher numbers first.
+
+    The same numbers go to every broker generation, chosen so that each serves a click
+    first (the README's design notes have the table):
+
+    * RabbitMQ 3.x, classic queue with ``x-max-priority``: CLICK, then API, then
+      WARMUP, strictly.
+    * RabbitMQ 4.0 to 4.2, quorum queue: two levels, no queue argument. Above
+      ``QUORUM_NORMAL_MAX`` (4) is high: CLICK only. API and WARMUP are normal, served
+      in arrival order between themselves, and high is served about two for one
+      normal, so a click goes ahead but not strictly.
+    * RabbitMQ 4.3, quorum queue: up to 32 strict levels, where the queue declares
+      ``x-max-priority`` (refused before 4.3, so not declared here: see
+      routing/generations.py).
+
+    API is 4, the highest normal level, so that only a person's click is high.
+    """
 
     WARMUP = 1
-    API = 5
+    API = 4
     CLICK = 9
 
 
-# RabbitMQ keeps one internal sub-queue per priority level, so the range is kept as
-# small as the named levels need (its docs advise at most 10).
+# Priorities above this are "high" on RabbitMQ 4.0 to 4.2's quorum queues (lower ones are normal).
+QUORUM_NORMAL_MAX = 4
+
+# A classic priority queue keeps one internal sub-queue per level, so the range is kept as
+# small as the named levels need (RabbitMQ's docs advise at most 10).
 MAX_PRIORITY = max(Priority)
 
-# Returns a quorum lane allows a message before dead-lettering it. Generous, because
-# RabbitMQ 3.10 counts every return, including messages merely prefetched by a replica
+# Returns a quorum lane allows a message before dead-lettering it (RabbitMQ 4's default is
+# the same 20). Generous, because RabbitMQ 3.10 counts every return, including messages merely prefetched by a replica
 # that died (a whole pool killed ten times in a minute must not dead-letter innocent
 # batches); a poison message costs at most this many child restarts. The task sees the
 # count too and, on the last delivery, marks its work failed with the reason
@@ -77,12 +86,8 @@ class Lane:
 
     name: str
     purpose: str
+    # Needs message priorities: a classic queue on brokers whose quorum queues have none.
     prioritised: bool = False
-
-    @property
-    def queue_type(self) -> QueueType:
-        """Classic where message priorities are needed (RabbitMQ 3.x quorum queues have none), else quorum."""
-        return QueueType.CLASSIC if self.prioritised else QueueType.QUORUM
 
 
 INTERACTIVE = Lane("interactive", "one city's fetch asked for by a person or an API client", prioritised=True)
@@ -90,36 +95,8 @@ BULK = Lane("bulk", "periodic refresh of every city in provider-sized batches; E
 MAINTENANCE = Lane("maintenance", "retention cleanup of readings and task results")
 LANES: tuple[Lane, ...] = (INTERACTIVE, BULK, MAINTENANCE)
 LANE_NAMES: tuple[str, ...] = tuple(lane.name for lane in LANES)
-# Lanes on quorum queues: the broker counts their deliveries and holds their countdowns.
-QUORUM_LANE_NAMES = frozenset(lane.name for lane in LANES if lane.queue_type is QueueType.QUORUM)
 
-
-def lane_queue(lane: Lane) -> Queue:
-    """The durable queue of a lane, bound to the task exchange and dead-lettering into the DLX."""
-    arguments: dict[str, object] = {"x-queue-type": str(lane.queue_type),
-                                    "x-dead-letter-exchange": DEAD_LETTER_EXCHANGE.name}
-    if lane.prioritised:
-        arguments["x-max-priority"] = int(MAX_PRIORITY)
-    if lane.queue_type is QueueType.QUORUM:
-        arguments.update({
-            "x-delivery-limit": DELIVERY_LIMIT,
-            # Dead letters are confirmed by the dead-letter queue before the message
-            # leaves its lane (needs reject-publish overflow, which without a length
-            # limit changes nothing else).
-            "x-dead-letter-strategy": "at-least-once",
-            "x-overflow": "reject-publish",
-        })
-    return Queue(
-        lane.name,
-        exchange=TASK_EXCHANGE,
-        routing_key=lane.name,
-        durable=True,
-        queue_arguments=arguments,
-    )
-
-
-LANE_QUEUES: tuple[Queue, ...] = tuple(lane_queue(lane) for lane in LANES)
-
+# The same on every broker generation: quorum, replicated.
 DEAD_LETTER_QUEUE = Queue(
     "dead_letter",
     exchange=DEAD_LETTER_EXCHANGE,
@@ -127,6 +104,3 @@ DEAD_LETTER_QUEUE = Queue(
     durable=True,
     queue_arguments={"x-queue-type": str(QueueType.QUORUM)},
 )
-
-# Every queue of the topology: the lanes, then the dead-letter queue.
-ALL_QUEUES: tuple[Queue, ...] = (*LANE_QUEUES, DEAD_LETTER_QUEUE)

@@ -28,7 +28,8 @@ from kombu import Connection, Queue
 
 from .bootsteps import declare_topology
 from .broker import mismatches, queue_state
-from .lanes import ALL_QUEUES, TASK_EXCHANGE
+from .generations import Topology, deployed
+from .lanes import TASK_EXCHANGE
 
 HOLDING_PREFIX = "f_brain.migrating."
 
@@ -64,12 +65,15 @@ def _move(channel: Any, source: str, target: str) -> int:
     return moved
 
 
-def migrate(connection: Connection, report: Callable[[str], None] = print) -> list[str]:
-    """Bring the broker to the declared topology, keeping every message; returns what changed.
+def migrate(connection: Connection, report: Callable[[str], None] = print,
+            topology: Topology | None = None) -> list[str]:
+    """Bring the broker to the declared topology (the deployed generation's unless `topology` is given), keeping
+    every message; returns what changed.
 
     Raises MigrationRefusedError while a queue to move has consumers.
     """
-    found = mismatches(connection)
+    target = topology or deployed()
+    found = mismatches(connection, target)
     moving = [m.name for m in found if m.kind == "queue"]
     busy = [f"{name} ({state.consumers} consumer(s))" for name in moving
             if (state := queue_state(connection, name)).consumers]
@@ -88,9 +92,9 @@ def migrate(connection: Connection, report: Callable[[str], None] = print) -> li
     # A new channel for the new queues: RabbitMQ 3.10 keeps a channel's notion of a queue's
     # type, and publishing on the old channel to a queue declared again as quorum crashes it.
     with _confirmed_channel(connection) as channel:
-        declare_topology(channel)
+        declare_topology(channel, target)
         # Back into the new queues; and whatever a crashed earlier run left in a holding queue.
-        for queue in ALL_QUEUES:
+        for queue in target.all_queues:
             holding = HOLDING_PREFIX + queue.name
             if queue_state(connection, holding).exists:
                 back = _move(channel, holding, queue.name)

@@ -8,7 +8,6 @@ from celery import Celery, signals
 from django.conf import settings
 from django.db import close_old_connections
 
-from routing.bootsteps import DeclareTopology
 from workers.liveness import TouchLivenessFile
 
 from .logsetup import configure
@@ -19,7 +18,6 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "server_config.settings")
 app = Celery("server", task_cls="weather.guard:CrashGuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
-app.steps["consumer"].add(DeclareTopology)
 app.steps["consumer"].add(TouchLivenessFile)
 
 

@@ -291,11 +291,18 @@ CELERY_TASK_TRACK_STARTED = True
 CELERY_DB_REUSE_MAX = 2**62
 CELERY_RESULT_EXPIRES = timedelta(days=env_int("CELERY_RESULT_EXPIRES_DAYS", 7, minimum=1))
 
-# Topology: derived from `routing`, never repeated here.
-CELERY_TASK_QUEUES = routing.LANE_QUEUES
+# Topology: derived from `routing`, never repeated here. The broker generation decides the
+# queue types (routing/generations.py); every process of a deployment must state the same one,
+# and the pools, `topology --check` and doctor refuse a broker of another generation.
+RABBITMQ_GENERATION = routing.BrokerGeneration(env_int(
+    "RABBITMQ_GENERATION", int(routing.DEFAULT_GENERATION),
+    minimum=min(routing.BrokerGeneration), maximum=max(routing.BrokerGeneration)))
+CELERY_BROKER_GENERATION = int(RABBITMQ_GENERATION)
+_TOPOLOGY = routing.topology(RABBITMQ_GENERATION)
+CELERY_TASK_QUEUES = _TOPOLOGY.lane_queues
 CELERY_TASK_ROUTES = (routing.route_task,)
 CELERY_TASK_CREATE_MISSING_QUEUES = False
-# Quorum lanes (routing/lanes.py): Celery then consumes with per-consumer prefetch
+# Quorum lanes (routing/generations.py): Celery then consumes with per-consumer prefetch
 # (quorum queues refuse global QoS) and sends countdowns and ETAs through its native
 # delayed delivery, whose delay queues are quorum queues too.
 CELERY_WORKER_DETECT_QUORUM_QUEUES = True
@@ -370,7 +377,7 @@ if _POOL is not None:
     # lives on one node; while that node is down, a bulk worker that knew it would fail
     # to bind it for delayed delivery on every reconnect and never consume again. Pools
     # publish only to their own lanes (routing.routes), so nothing else is needed here.
-    CELERY_TASK_QUEUES = tuple(queue for queue in routing.LANE_QUEUES if queue.name in _POOL.queues)
+    CELERY_TASK_QUEUES = tuple(queue for queue in _TOPOLOGY.lane_queues if queue.name in _POOL.queues)
     # Celery looks its default queue up among these before routing even a retry.
     CELERY_TASK_DEFAULT_QUEUE = CELERY_TASK_QUEUES[0].name
     CELERY_TASK_ACKS_LATE = _POOL.acks_late

@@ -330,7 +330,9 @@ def compose_stack(folder: Path, broker: str, env: dict[str, str] | None = None,
         raise EngineUnavailableError(f"build {APP_IMAGE} first (build_app_image)")
     edge_port, flower_port = free_port(), free_port()
     settings = {"EDGE_PUBLISHED_PORT": str(edge_port), "FLOWER_PUBLISHED_PORT": str(flower_port),
-                "WEATHER_API_URL": f"http://simulator:{SIMULATOR_PORT}/v1/forecast", **(env or {})}
+                "WEATHER_API_URL": f"http://simulator:{SIMULATOR_PORT}/v1/forecast",
+                # The generation the stand-in broker is, stated as a user of that broker states it.
+                "RABBITMQ_GENERATION": broker, **(env or {})}
     env_text = stack_env(settings)
     if "cluster" in (profiles or []):
         # What the example tells a user to do for the cluster profile: list every node.

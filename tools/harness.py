@@ -5,16 +5,21 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from routing import ALL_QUEUES
+from celery import current_app
+
+from routing import deployed
 from routing.bootsteps import declare_topology
 from routing.broker import broker_connection, queue_states
 
@@ -66,12 +71,47 @@ class Simulator:
         self._post("/__sim/script", {"faults": list(faults)})
 
 
+def broker_ctl(*args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
+    """rabbitmqctl against the broker the tests run on: the machine's own, or the one TEST_BROKER_CTL names
+    (a test broker in a container, tools/rabbit_containers.py)."""
+    prefix = shlex.split(os.environ.get("TEST_BROKER_CTL") or "rabbitmqctl")
+    return subprocess.run([*prefix, "-q", *args], capture_output=True, text=True, timeout=timeout, check=check)
+
+
+def vhost_url(vhost: str) -> str:
+    """The URL of `vhost` on the broker the tests run on (its first node)."""
+    first = urllib.parse.urlsplit(str(current_app.conf.broker_url).split(";")[0])
+    return f"{first.scheme}://{first.netloc}/{urllib.parse.quote(vhost, safe='')}"
+
+
+@contextlib.contextmanager
+def own_vhost(name: str) -> Iterator[str]:
+    """A fresh vhost of the test broker, the guest user allowed in it; deleted afterwards. Yields its URL."""
+    broker_ctl("delete_vhost", name, check=False)
+    broker_ctl("add_vhost", name)
+    try:
+        broker_ctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+        yield vhost_url(name)
+    finally:
+        broker_ctl("delete_vhost", name, check=False)
+
+
+def post_json(url: str, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict]:
+    """POST with an empty body; the status and the JSON answer, errors included."""
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response)
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read() or b"{}")
+
+
 def purge_lanes() -> None:
     """Declare the topology and drop every message in the lanes and the dead-letter queue."""
     with broker_connection(write=True) as conn:
         channel = conn.default_channel
         declare_topology(channel)
-        for queue in ALL_QUEUES:
+        for queue in deployed().all_queues:
             channel.queue_purge(queue.name)
 
 

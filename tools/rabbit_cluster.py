@@ -23,6 +23,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 NODE_PREFIX = "fbr"
@@ -67,19 +68,35 @@ class Node:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
 
 
-@dataclass
-class RabbitCluster:
-    """Three (or `size`) nodes joined into one cluster."""
+class ClusterOps:
+    """What tests ask of a RabbitMQ cluster, whatever runs its nodes: `ctl` and `running` say how."""
 
-    folder: Path
-    size: int = 3
-    nodes: list[Node] = field(default_factory=list)
+    nodes: list
 
-    def __post_init__(self) -> None:
-        self.home = self.folder / "home"
-        self.nodes = [Node(i, self.folder / f"node{i}") for i in range(1, self.size + 1)]
+    def ctl(self, node: Any, *args: str, timeout: float = 60, check: bool = True) -> subprocess.CompletedProcess:
+        """rabbitmqctl against one node."""
+        raise NotImplementedError
 
-    # --- what clients use ----------------------------------------------------------
+    def running(self) -> list:
+        """The nodes that are up."""
+        raise NotImplementedError
+
+    def exited(self, node: Any) -> str | None:
+        """Why a node that was started is gone, or None while it runs."""
+        raise NotImplementedError
+
+    def wait_until_up(self, node: Any, timeout: float = START_TIMEOUT_S) -> None:
+        """Until the node's AMQP port accepts connections and the node says it has started."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if why := self.exited(node):
+                raise RuntimeError(why)
+            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", node.port), timeout=1):
+                if self.ctl(node, "await_startup", timeout=60, check=False).returncode == 0:
+                    return
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{node.name} did not start within {timeout} s")
+            time.sleep(0.5)
 
     @property
     def broker_url(self) -> str:
@@ -97,15 +114,48 @@ class RabbitCluster:
         values = self.queue_info("consumers").get(queue) or ["0"]
         return int(values[0])
 
+    def leader(self, queue: str) -> Any:
+        """The node leading a quorum queue."""
+        name = self.queue_info("leader")[queue][0]
+        return next(node for node in self.nodes if node.name == name)
+
+    def join(self, node: Any, seed: Any) -> None:
+        """Make `node` a member of `seed`'s cluster."""
+        self.ctl(node, "stop_app")
+        self.ctl(node, "join_cluster", seed.name)
+        self.ctl(node, "start_app")
+
+    def running_members(self) -> set[str]:
+        """The nodes the cluster counts as running, as the first live node sees it."""
+        out = self.ctl(self.running()[0], "cluster_status", "--formatter", "json").stdout
+        return set(json.loads(out)["running_nodes"])
+
+    def wait_until_formed(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Until every node of the cluster runs in it: quorum queues take their members from the running nodes."""
+        deadline = time.monotonic() + timeout
+        wanted = {node.name for node in self.nodes}
+        while (seen := self.running_members()) != wanted:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the cluster has {sorted(seen)} running, not {sorted(wanted)}")
+            time.sleep(0.5)
+
+
+@dataclass
+class RabbitCluster(ClusterOps):
+    """Three (or `size`) nodes joined into one cluster."""
+
+    folder: Path
+    size: int = 3
+    nodes: list[Node] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.home = self.folder / "home"
+        self.nodes = [Node(i, self.folder / f"node{i}") for i in range(1, self.size + 1)]
+
     def home_node(self, queue: str) -> Node:
         """The node a classic queue lives on (its process id names the node)."""
         pid = self.queue_info("pid")[queue][0]  # <fbr1@localhost.1691.512.0>
         return next(node for node in self.nodes if pid.startswith(f"<{node.name}."))
-
-    def leader(self, queue: str) -> Node:
-        """The node leading a quorum queue."""
-        name = self.queue_info("leader")[queue][0]
-        return next(node for node in self.nodes if node.name == name)
 
     # --- rabbitmqctl -----------------------------------------------------------------
 
@@ -157,38 +207,11 @@ class RabbitCluster:
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         self.wait_until_up(node)
 
-    def wait_until_up(self, node: Node, timeout: float = START_TIMEOUT_S) -> None:
-        """Until the node's AMQP port accepts connections and the node says it has started."""
-        deadline = time.monotonic() + timeout
-        while True:
-            if node.process is not None and node.process.poll() is not None:
-                raise RuntimeError(f"{node.name} exited: {(node.folder / 'server.log').read_text()[-3000:]}")
-            with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", node.port), timeout=1):
-                if self.ctl(node, "await_startup", timeout=60, check=False).returncode == 0:
-                    return
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"{node.name} did not start within {timeout} s")
-            time.sleep(0.5)
-
-    def join(self, node: Node, seed: Node) -> None:
-        """Make `node` a member of `seed`'s cluster."""
-        self.ctl(node, "stop_app")
-        self.ctl(node, "join_cluster", seed.name)
-        self.ctl(node, "start_app")
-
-    def running_members(self) -> set[str]:
-        """The nodes the cluster counts as running, as the first live node sees it."""
-        out = self.ctl(self.running()[0], "cluster_status", "--formatter", "json").stdout
-        return set(json.loads(out)["running_nodes"])
-
-    def wait_until_formed(self, timeout: float = START_TIMEOUT_S) -> None:
-        """Until every node of the cluster runs in it: quorum queues take their members from the running nodes."""
-        deadline = time.monotonic() + timeout
-        wanted = {node.name for node in self.nodes}
-        while (seen := self.running_members()) != wanted:
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the cluster has {sorted(seen)} running, not {sorted(wanted)}")
-            time.sleep(0.5)
+    def exited(self, node: Node) -> str | None:
+        """Why the node's process is gone (its log's end), or None while it runs."""
+        if node.process is not None and node.process.poll() is not None:
+            return f"{node.name} exited: {(node.folder / 'server.log').read_text()[-3000:]}"
+        return None
 
     def kill(self, node: Node) -> None:
         """SIGKILL the node and everything it started (the Erlang VM, its port programs)."""

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from routing import QUORUM_LANE_NAMES
+from routing import deployed
 
 MAX_DELAY_S = 300.0
 
@@ -25,5 +25,5 @@ MIN_COUNTDOWN_S = 1.0
 
 def broker_countdown(seconds: float, lane: str) -> float:
     """A delay the lane can hold: at least a second where the broker holds it (quorum lanes), else as asked
-    (the classic interactive lane's pool holds its own countdowns, to the millisecond a click needs)."""
-    return max(MIN_COUNTDOWN_S, seconds) if lane in QUORUM_LANE_NAMES else seconds
+    (the classic interactive lane of RabbitMQ 3.x: its pool holds its own countdowns, to the millisecond)."""
+    return max(MIN_COUNTDOWN_S, seconds) if lane in deployed().quorum_lane_names else seconds

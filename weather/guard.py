@@ -3,11 +3,12 @@
 Acks late plus reject-on-worker-lost puts a message back on its queue when the
 process running it dies (or hits its hard time limit), so no work is lost. A
 poison message would then crash worker after worker forever. Quorum lanes have
-the broker count deliveries and dead-letter past a limit (routing.lanes), so
-nothing is recorded for them. RabbitMQ's classic queues (needed for priorities)
-have no delivery limit, so there each start of a message is recorded; a message
-started more than TASK_MAX_CRASHES times without ending is rejected without
-requeue, into the dead-letter exchange. Counting starts, not redeliveries, keeps
+the broker count deliveries and dead-letter past a limit (routing.generations), so
+nothing is recorded for them: on RabbitMQ 4 that is every lane. A classic queue
+(the interactive lane on RabbitMQ 3.x, which needs priorities) has no delivery
+limit, so there each start of a message is recorded; a message started more than
+TASK_MAX_CRASHES times without ending is rejected without requeue, into the
+dead-letter exchange. Counting starts, not redeliveries, keeps
 messages that were merely prefetched by a dying worker out of the count. A retry
 is a new message with the same id: starts are counted per try (the request's
 retry number), so a retry is never mistaken for a crash of the try before it,
@@ -25,7 +26,7 @@ from django.conf import settings
 from django.db import Error, connection
 from django.utils import timezone
 
-from routing import DELIVERY_LIMIT, QUORUM_LANE_NAMES
+from routing import DELIVERY_LIMIT, deployed
 
 from .logcontext import lane_of
 from .models import TaskAttempt
@@ -68,6 +69,10 @@ def record_end(task_id: str) -> None:
     delete_rows(TaskAttempt, "task_id", task_id)
 
 
+class CrashLoopError(RuntimeError):
+    """A message cut its worker short on every delivery it was allowed: dead-lettered, not run again."""
+
+
 class CrashGuardedTask(Task):
     """Base of every task: counts starts, rejects a message that crashed its worker too often."""
 
@@ -75,7 +80,7 @@ class CrashGuardedTask(Task):
         request = self.request
         if not request.called_directly and self.acks_late and request.id:
             lane = lane_of(self)
-            if lane in QUORUM_LANE_NAMES:
+            if lane in deployed().quorum_lane_names:
                 # The quorum queue counts returns; on the last delivery it allows, say why
                 # and release what the message holds, rather than let the broker drop it silently.
                 crashes, limit = _delivery_count(request), DELIVERY_LIMIT
@@ -87,10 +92,12 @@ class CrashGuardedTask(Task):
                 limit = settings.TASK_MAX_CRASHES
             if crashes >= limit:
                 self.on_crash_limit(request.id, args, kwargs)
-                raise Reject(
-                    f"{self.name}[{request.id}] was cut short {crashes} times (worker died or hard time limit)",
-                    requeue=False,
-                )
+                reason = f"crashed its worker {crashes} times (worker lost or killed mid-task, or its hard time limit)"
+                if not self.ignore_result:
+                    # Whoever polls the task id sees it failed and why, not STARTED forever.
+                    with contextlib.suppress(Error):
+                        self.backend.mark_as_failure(request.id, CrashLoopError(reason), request=request)
+                raise Reject(f"{self.name}[{request.id}] {reason}", requeue=False)
         return super().__call__(*args, **kwargs)
 
     def on_crash_limit(self, task_id: str, args: tuple, kwargs: dict) -> None:
@@ -101,7 +108,7 @@ class CrashGuardedTask(Task):
 
     def after_return(self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         """Forget the starts of a message that ran to an end (Celery skips this for a retry)."""
-        if lane_of(self) in QUORUM_LANE_NAMES:
+        if lane_of(self) in deployed().quorum_lane_names:
             return  # nothing was counted: the broker counts deliveries there
         # A row left behind is harmless; retention removes it.
         with contextlib.suppress(Error):

@@ -1,4 +1,4 @@
-"""`python -m workers run <pool> | beat | list`: the one launcher the Procfile and compose call."""
+"""`python -m workers run <pool> | beat | list | broker-generation`: the one launcher the Procfile and compose call."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import os
 import shlex
 import sys
 
+from routing import DEFAULT_GENERATION
+from routing.broker import BrokerUnavailableError, detect_generation
 from server_config.env import env_str
 
 from .command import beat_argv, worker_argv, worker_environment
@@ -44,6 +46,17 @@ def _print_table(pools: dict) -> None:
         print("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
 
 
+def _print_broker_generation() -> int:
+    try:
+        generation = detect_generation()
+    except (BrokerUnavailableError, ValueError) as error:
+        print(f"workers: {error}", file=sys.stderr)
+        return 1
+    # Not RabbitMQ (the local filesystem fallback): no queue types to choose, the default serves.
+    print(int(generation or DEFAULT_GENERATION))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     """Parse the command line and run, list or print a pool's command."""
     parser = argparse.ArgumentParser(prog="python -m workers", description=__doc__)
@@ -58,12 +71,16 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("list", help="show the pools as a table")
     alive_parser = sub.add_parser("alive", help="exit 0 while the pool's worker in this container is alive")
     alive_parser.add_argument("pool")
+    sub.add_parser("broker-generation", help="print the configured broker's RabbitMQ generation (3 or 4), for "
+                                            "RABBITMQ_GENERATION")
     render = sub.add_parser("render", help="write what deploys the pools (k8s: deploy/k8s/)")
     render.add_argument("target", choices=["k8s"])
     render.add_argument("--out", default=None, help="folder to write to (default deploy/k8s/)")
     render.add_argument("--check", action="store_true", help="exit 1 naming any file that differs instead")
     args = parser.parse_args(argv)
 
+    if args.command == "broker-generation":
+        return _print_broker_generation()
     try:
         pools = load_pools()
     except PoolConfigError as error:

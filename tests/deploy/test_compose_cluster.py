@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from routing import QUORUM_LANE_NAMES
+from routing import BrokerGeneration, topology
 from tools.compose_stack import AppImage, ComposeStack, compose_stack
 from tools.harness import wait_for
 
@@ -43,8 +43,9 @@ def test_three_nodes_form_one_cluster_and_every_quorum_lane_has_a_member_on_each
     nodes = {f"rabbit@{node}" for node in NODES}
     assert set(status["running_nodes"]) == nodes, status["running_nodes"]
     queues = _queues(cluster)
-    assert set(queues) >= QUORUM_LANE_NAMES, sorted(queues)
-    for lane in QUORUM_LANE_NAMES:
+    quorum_lanes = topology(BrokerGeneration(int(cluster.broker))).quorum_lane_names
+    assert set(queues) >= quorum_lanes, sorted(queues)
+    for lane in quorum_lanes:
         assert queues[lane]["type"] == "quorum", queues[lane]
         assert set(queues[lane]["members"]) == nodes, queues[lane]
 

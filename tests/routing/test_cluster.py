@@ -4,7 +4,6 @@ real pools and PostgreSQL, a node killed or stopped mid-work. Loopback only; the
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 import time
@@ -21,8 +20,9 @@ from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from routing import BULK, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, MAINTENANCE
+from tests.conftest import require
 from tests.factories import make_cities
-from tools.harness import ROOT, WorkerPools, run_summary, wait_for, wait_for_run, worker_env
+from tools.harness import ROOT, WorkerPools, post_json, run_summary, wait_for, wait_for_run, worker_env
 from tools.rabbit_cluster import RabbitCluster, cluster_possible, rabbit_cluster
 from tools.web_tier import web_tier
 from weather.apikeys import issue_key
@@ -38,11 +38,7 @@ CLUSTER_ENV = {"BROKER_HEARTBEAT_S": "4", "WEATHER_BATCH_SIZE": "20"}
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[RabbitCluster]:
-    reason = cluster_possible()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs the cluster tests, but: {reason}")
-        pytest.skip(f"the test cluster needs Debian's rabbitmq-server: {reason}")
+    require(cluster_possible(), "the cluster tests (Debian's rabbitmq-server, three nodes)")
     with rabbit_cluster(3) as made:
         yield made
 
@@ -170,15 +166,6 @@ def test_a_202_during_a_leader_election_is_never_lost(cluster, on_cluster, sim):
     print(f"{len(accepted)} accepted, {len(refusals)} refused during the election")
 
 
-def _post(url: str, headers: dict[str, str] | None = None) -> tuple[int, dict]:
-    request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=15) as response:
-            return response.status, json.load(response)
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read() or b"{}")
-
-
 def test_a_click_while_the_interactive_queues_node_is_down_is_refused_never_lost(cluster, on_cluster, sim):
     env = on_cluster.env
     (city,) = make_cities(1)
@@ -187,18 +174,18 @@ def test_a_click_while_the_interactive_queues_node_is_down_is_refused_never_lost
     # connection: the case where RabbitMQ confirmed a message that reached no queue.
     others_first = ";".join(node.url for node in sorted(cluster.nodes, key=lambda node: node == home))
     with web_tier({**env, "CELERY_BROKER_URL": others_first, "REFRESH_RATE_LIMIT_PER_MINUTE": "1000"}) as tier:
-        status, body = _post(f"{tier.edge}/api/cities/{city.pk}/refresh")
+        status, body = post_json(f"{tier.edge}/api/cities/{city.pk}/refresh")
         assert status == 202, body
         wait_for(lambda: TaskResult.objects.filter(task_id=body["task_id"], status="SUCCESS").exists(), timeout=60,
                  what="the first click's fetch")
         cluster.stop(home)
         # The classic queue cannot take the message: the cluster returns it (mandatory), the click gets 503.
-        status, body = _post(f"{tier.edge}/api/cities/{city.pk}/refresh")
+        status, body = post_json(f"{tier.edge}/api/cities/{city.pk}/refresh")
         assert status == 503, body
         cluster.start(home)
         wait_for(lambda: cluster.consumers(INTERACTIVE.name) >= 1, timeout=120, interval=1,
                  what="the interactive pool to consume again, by itself")
-        status, body = wait_for(lambda: (r := _post(f"{tier.edge}/api/cities/{city.pk}/refresh")) and r[0] == 202
+        status, body = wait_for(lambda: (r := post_json(f"{tier.edge}/api/cities/{city.pk}/refresh")) and r[0] == 202
                                 and r, timeout=60, interval=1, what="clicks to be accepted again")
     wait_for(lambda: TaskResult.objects.filter(task_id=body["task_id"], status="SUCCESS").exists(), timeout=60,
              what="the accepted click's fetch")

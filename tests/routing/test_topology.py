@@ -5,7 +5,20 @@ import pytest
 from celery import current_app as app
 from django.conf import settings
 
-from routing import DEAD_LETTER_EXCHANGE, LANE_NAMES, LANE_QUEUES, TASK_LANES, Priority, UnroutedTaskError, lane_for
+from routing import (
+    DEAD_LETTER_EXCHANGE,
+    INTERACTIVE,
+    LANE_NAMES,
+    QUORUM_NORMAL_MAX,
+    TASK_LANES,
+    BrokerGeneration,
+    Priority,
+    QueueType,
+    UnroutedTaskError,
+    deployed,
+    lane_for,
+    topology,
+)
 
 
 def test_every_registered_task_resolves_to_a_declared_lane():
@@ -30,12 +43,29 @@ def test_unknown_task_fails_loudly():
 
 
 
-def test_settings_queues_are_the_declared_lanes():
+def test_settings_queues_are_the_declared_lanes_of_the_stated_generation():
+    assert deployed().generation is settings.RABBITMQ_GENERATION
+    assert list(app.conf.task_queues) == list(deployed().lane_queues)
     assert [q.name for q in app.conf.task_queues] == list(LANE_NAMES)
     assert app.conf.task_default_queue in LANE_NAMES
-    for queue in LANE_QUEUES:
+
+
+@pytest.mark.parametrize("generation", list(BrokerGeneration))
+def test_every_lane_dead_letters_and_priorities_fit_the_generation(generation):
+    lanes = topology(generation)
+    for queue in lanes.lane_queues:
         assert queue.queue_arguments["x-dead-letter-exchange"] == DEAD_LETTER_EXCHANGE.name
         assert queue.durable
-    interactive = next(q for q in LANE_QUEUES if q.name == "interactive")
-    assert interactive.queue_arguments["x-max-priority"] >= max(Priority)
+    interactive = lanes.lane_queue(INTERACTIVE.name)
+    if lanes.queue_type(INTERACTIVE) is QueueType.CLASSIC:
+        assert interactive.queue_arguments["x-max-priority"] >= max(Priority)
+    else:
+        # A quorum queue refuses x-max-priority (406): its priorities need no argument.
+        assert "x-max-priority" not in interactive.queue_arguments
+
+
+def test_only_a_click_is_high_on_quorum_queues_with_two_levels():
     assert Priority.CLICK > Priority.API > Priority.WARMUP
+    assert [p for p in Priority if p > QUORUM_NORMAL_MAX] == [Priority.CLICK]
+    # RabbitMQ 4.3's strict levels (up to 32) keep the classic queue's order: the same numbers serve.
+    assert max(Priority) < 32

@@ -30,6 +30,7 @@ def refresh_and_wait(client: Client, city_id: int, until: tuple[str, ...] = ("SU
     )
 
 
+@pytest.mark.generations
 def test_refresh_through_the_api_stores_a_reading(live, sim):
     city = make_city("Paris", 48.8566, 2.3522)
     body = refresh_and_wait(Client(), city.pk)
@@ -61,6 +62,7 @@ def test_a_worker_child_keeps_its_database_connection_between_tasks(live, sim):
     assert _sessions_opened() - before < 5
 
 
+@pytest.mark.generations
 def test_transient_fault_is_retried_then_succeeds(live, sim):
     city = make_city()
     # A 5xx, a body cut short on the way, a 429: each a passing fault, retried.

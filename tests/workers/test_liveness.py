@@ -28,6 +28,7 @@ def test_freshness_is_judged_by_the_file_time(tmp_path, monkeypatch):
 
 
 @pytest.mark.integration
+@pytest.mark.generations
 def test_a_running_pool_keeps_its_file_fresh_and_a_stopped_loop_lets_it_go_stale(live, tmp_path):
     env = {**live.env, "LIVENESS_DIR": str(tmp_path)}
     live.start("maintenance", extra_env={"LIVENESS_DIR": str(tmp_path)})

@@ -6,7 +6,6 @@ host cut off the network is silent to the broker as a vanished machine is.
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from django.db.models import Count
 from django.test import Client
 
 from routing.broker import failure_detection_bound
+from tests.conftest import require
 from tests.factories import make_cities
 from tools.harness import ROOT, purge_lanes, queue_consumers, wait_for, wait_for_run
 from tools.testhosts import NetnsHosts, namespaces_possible, netns_hosts
@@ -36,11 +36,7 @@ HOST_ENV = {"BROKER_HEARTBEAT_S": str(HEARTBEAT_S), "WEATHER_BATCH_SIZE": "20"}
 @pytest.fixture
 def hosts(live, tmp_path) -> Iterator[NetnsHosts]:
     """Two test hosts; the machine's own bulk pool stopped, so only their replicas run batches."""
-    reason = namespaces_possible()
-    if reason:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI runs the multi-host tests, but: {reason}")
-        pytest.skip(f"test hosts need network namespaces: {reason}")
+    require(namespaces_possible(), "the multi-host tests (network namespaces)")
     live.stop("bulk")
     purge_lanes()
     try:

@@ -73,14 +73,15 @@ def beat(live, settings, tmp_path):
 
 
 @pytest.mark.integration
+@pytest.mark.generations
 def test_doctor_passes_on_a_healthy_topology_and_names_a_stopped_pool(beat, live):
     purge_lanes()
     TaskAttempt.objects.all().delete()  # crash rows earlier tests leave on purpose
     findings, error = _doctor()
     assert error is None, _failed(findings)
     checks = {f["check"]: f for f in findings}
-    assert {"broker reachable", "broker alarm", "lane interactive", "pool bulk ping", "routes", "queue arguments",
-            "beat alive", "beat leader", "timezones", "dead letters"} <= set(checks)
+    assert {"broker reachable", "broker generation", "broker alarm", "lane interactive", "pool bulk ping", "routes",
+            "queue arguments", "beat alive", "beat leader", "timezones", "dead letters"} <= set(checks)
     assert str(beat.pid) in checks["beat leader"]["saw"]
     assert {f["symptom"] for f in findings} == {"tasks not executed", "tasks stuck or slow",
                                                  "periodic tasks not triggered"}

@@ -5,8 +5,16 @@ from __future__ import annotations
 
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 
-from routing import ALL_QUEUES, DEAD_LETTER_EXCHANGE, LANE_QUEUES, TASK_EXCHANGE, TASK_LANES
-from routing.broker import BrokerUnavailableError, broker_connection, check_arguments, node_states, queue_state
+from routing import DEAD_LETTER_EXCHANGE, TASK_EXCHANGE, TASK_LANES, deployed
+from routing.broker import (
+    BrokerUnavailableError,
+    broker_connection,
+    broker_version,
+    check_arguments,
+    generation_mismatch,
+    node_states,
+    queue_state,
+)
 from routing.migrate import MigrationRefusedError, migrate
 from workers.pools import load_pools
 
@@ -33,6 +41,8 @@ class Command(BaseCommand):
     def _migrate(self) -> None:
         try:
             with broker_connection(write=True) as connection:
+                if problem := generation_mismatch(connection):
+                    raise CommandError(f"not migrating: {problem}")
                 changes = migrate(connection, report=self.stdout.write)
         except (BrokerUnavailableError, MigrationRefusedError) as error:
             raise CommandError(str(error)) from error
@@ -41,11 +51,13 @@ class Command(BaseCommand):
 
     def _print(self) -> None:
         out = self.stdout.write
+        topology = deployed()
+        out(f"Broker generation: RabbitMQ {topology.generation.value}.x (RABBITMQ_GENERATION)")
         out("Exchanges")
         for exchange in (TASK_EXCHANGE, DEAD_LETTER_EXCHANGE):
             out(f"  {exchange.name:<16} {exchange.type:<7} durable={exchange.durable}")
         out("Queues (bindings)")
-        for queue in ALL_QUEUES:
+        for queue in topology.all_queues:
             arguments = ", ".join(f"{k}={v}" for k, v in sorted((queue.queue_arguments or {}).items()))
             out(f"  {queue.name:<12} <- {queue.exchange.name} key={queue.routing_key:<12} {arguments}")
         out("Routes")
@@ -59,16 +71,19 @@ class Command(BaseCommand):
 
     def _check(self) -> None:
         problems: list[str] = []
+        topology = deployed()
         try:
             with broker_connection() as connection:
-                states = {q.name: queue_state(connection, q.name) for q in ALL_QUEUES}
+                version = broker_version(connection)
+                if problem := generation_mismatch(connection):
+                    problems.append(problem)
+                states = {q.name: queue_state(connection, q.name) for q in topology.all_queues}
                 problems += [f"queue {name!r} does not exist" for name, state in states.items() if not state.exists]
-                if not problems:
-                    problems += check_arguments(connection)
+                problems += check_arguments(connection)
                 # None: the transport cannot count consumers (the filesystem fallback); not a failure.
                 problems += [
                     f"queue {queue.name!r} has no consumer (is its pool running?)"
-                    for queue in LANE_QUEUES
+                    for queue in topology.lane_queues
                     if states[queue.name].exists and states[queue.name].consumers == 0
                 ]
         except BrokerUnavailableError as error:
@@ -76,7 +91,7 @@ class Command(BaseCommand):
         self.stdout.write("Broker nodes")
         for node, why in node_states().items():
             self.stdout.write(f"  {node}: {'ok' if why is None else 'unreachable: ' + why}")
-        self.stdout.write("Broker")
+        self.stdout.write(f"Broker{f' (RabbitMQ {version})' if version else ''}")
         for state in states.values():
             consumers = "unknown (this transport does not count them)" if state.consumers is None else state.consumers
             self.stdout.write(f"  {state.name:<12} exists={state.exists} messages={state.messages} "

@@ -7,12 +7,14 @@ from collections.abc import Iterator
 
 from celery import current_app
 
-from routing import LANE_NAMES, TASK_LANES
+from routing import LANE_NAMES, TASK_LANES, deployed
 from routing.broker import (
     BrokerUnavailableError,
     broker_connection,
     broker_nodes,
+    broker_version,
     check_arguments,
+    generation_mismatch,
     node_states,
     queue_states,
     resource_alarm,
@@ -39,14 +41,33 @@ def _nodes() -> Iterator[Finding]:
     down = {node: why for node, why in nodes.items() if why is not None}
     saw = ", ".join(f"{node} {'ok' if why is None else 'unreachable'}" for node, why in nodes.items())
     if len(down) * 2 >= len(nodes):
+        quorum = ", ".join([*sorted(deployed().quorum_lane_names), "dead letters"])
         yield _finding("broker nodes", FAIL, f"{saw}: no majority of the cluster answers",
-                       "quorum lanes (bulk, maintenance, dead letters) accept nothing without a majority: "
+                       f"quorum lanes ({quorum}) accept nothing without a majority: "
                        "start the stopped nodes (`rabbitmqctl -n <node> start_app`); they resume by themselves")
     elif down:
         yield _finding("broker nodes", WARN, saw,
                        "the cluster runs on the others (quorum lanes keep their majority); bring the node back")
     else:
         yield _finding("broker nodes", OK, saw)
+
+
+def _generation() -> Iterator[Finding]:
+    """The broker's series is the generation the deployment states: it decides every lane's queue type."""
+    stated = deployed().generation
+    try:
+        with broker_connection() as connection:
+            version, problem = broker_version(connection), generation_mismatch(connection)
+    except BrokerUnavailableError:
+        return  # said by "broker reachable"
+    if version is None:
+        return  # not RabbitMQ: no queue types
+    if problem:
+        yield _finding("broker generation", FAIL, problem,
+                       "every process of the deployment must state the broker's generation: pools refuse to start "
+                       "until they do")
+    else:
+        yield _finding("broker generation", OK, f"RabbitMQ {version}, as RABBITMQ_GENERATION={stated.value} states")
 
 
 def broker(context: Context) -> Iterator[Finding]:
@@ -61,6 +82,7 @@ def broker(context: Context) -> Iterator[Finding]:
         return
     yield _finding("broker reachable", OK, "RabbitMQ accepted a connection with these credentials")
     yield from _nodes()
+    yield from _generation()
     if alarm:
         context.broker_blocked = True
         yield _finding("broker alarm", FAIL, f"RabbitMQ blocks publishers: {alarm}",

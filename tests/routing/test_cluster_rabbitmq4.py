@@ -1,0 +1,109 @@
+"""A three-node RabbitMQ 4.0 cluster (tools/rabbit_containers.py, 4.3's refusal of transient non-exclusive queues
+on): every lane is replicated, interactive included, so killing the node that leads it loses no click."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+from django.db import connection
+from django_celery_results.models import TaskResult
+
+from routing import BULK, DEAD_LETTER_QUEUE, INTERACTIVE, MAINTENANCE
+from tests.conftest import require
+from tests.factories import make_cities
+from tools.compose_stack import engine_possible
+from tools.harness import WorkerPools, post_json, wait_for, worker_env
+from tools.rabbit_containers import ContainerBroker, container_broker
+from tools.web_tier import web_tier
+from weather.models import WeatherData
+
+pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
+
+CLUSTER_ENV = {"BROKER_HEARTBEAT_S": "4", "RABBITMQ_GENERATION": "4", "REFRESH_RATE_LIMIT_PER_MINUTE": "10000"}
+CLICKS = 60
+# Between two clicks: a steady stream, so some arrive while the queue elects a new leader.
+CLICK_EVERY_S = 0.1
+
+
+@pytest.fixture(scope="module")
+def cluster() -> Iterator[ContainerBroker]:
+    require(engine_possible(), "the RabbitMQ 4 cluster tests (containers)")
+    with container_broker("4", 3, strict=True) as made:
+        yield made
+
+
+@pytest.fixture
+def interactive_pool(cluster, simulator_server, tmp_path, transactional_db, sim) -> Iterator[WorkerPools]:
+    """The interactive pool on the cluster (the broker URL lists every node); `.env` is the deployment's."""
+    env = {**worker_env(connection.settings_dict["NAME"], simulator_server.url), **CLUSTER_ENV,
+           "CELERY_BROKER_URL": cluster.broker_url}
+    pools = WorkerPools(env, tmp_path / "pools", slots={INTERACTIVE.name: 2}, consumers=cluster.consumers)
+    try:
+        pools.start(INTERACTIVE.name)
+        yield pools
+    finally:
+        for node in cluster.nodes:
+            if node not in cluster.running():
+                cluster.start(node)
+        cluster.wait_until_formed()
+        pools.stop_all()
+
+
+def test_every_lane_is_a_replicated_quorum_queue(cluster, interactive_pool):
+    info = cluster.queue_info("type", "members")
+    for queue in (INTERACTIVE.name, BULK.name, MAINTENANCE.name, DEAD_LETTER_QUEUE.name):
+        kind, *members = info[queue]
+        assert kind == "quorum", (queue, info[queue])
+        assert all(node.name in " ".join(members) for node in cluster.nodes), (queue, members)
+
+
+class Clicker(threading.Thread):
+    """Clicks through the web tier on one city after another at a steady rate, recording each answer."""
+
+    def __init__(self, edge: str, city_ids: list[int]) -> None:
+        super().__init__(daemon=True)
+        self.edge, self.city_ids = edge, city_ids
+        # (sent, answered, status, body) of each click.
+        self.answers: list[tuple[float, float, int, dict]] = []
+
+    def run(self) -> None:
+        for city_id in self.city_ids:
+            sent = time.monotonic()
+            status, body = post_json(f"{self.edge}/api/cities/{city_id}/refresh")
+            self.answers.append((sent, time.monotonic(), status, body))
+            time.sleep(CLICK_EVERY_S)
+
+
+def test_killing_the_node_that_leads_interactive_loses_no_accepted_click(cluster, interactive_pool, sim):
+    cities = make_cities(CLICKS)
+    leader = cluster.leader(INTERACTIVE.name)
+    with web_tier(interactive_pool.env) as tier:
+        clicker = Clicker(tier.edge, [city.pk for city in cities])
+        clicker.start()
+        wait_for(lambda: len(clicker.answers) >= 10, timeout=30, what="clicks before the kill")
+        killed_at = time.monotonic()
+        cluster.kill(leader)
+        elected = wait_for(lambda: (now := cluster.leader(INTERACTIVE.name)) is not leader and now, timeout=60,
+                           interval=0.2, what="a new leader of interactive")
+        elected_at = time.monotonic()
+        clicker.join(timeout=CLICKS * 15)
+    answers = clicker.answers
+    assert len(answers) == CLICKS
+    assert elected in cluster.running()
+    timeline = [(round(sent - killed_at, 2), round(answered - killed_at, 2), status)
+                for sent, answered, status, _ in answers]
+    during = [status for sent, answered, status, _ in answers if sent <= elected_at and answered >= killed_at]
+    assert during, f"no click was under way during the election: the test proved nothing {timeline}"
+    refusals = [(sent, status) for sent, _, status, _ in answers if status != 202]
+    assert all(status == 503 for _, status in refusals), timeline
+    assert all(sent <= elected_at for sent, _ in refusals), f"a click sent after the election was refused {timeline}"
+    accepted = [body["task_id"] for _, _, status, body in answers if status == 202]
+    assert accepted
+    wait_for(lambda: TaskResult.objects.filter(task_id__in=accepted, status="SUCCESS").count() == len(accepted),
+             timeout=120, interval=0.5, what="every accepted click's fetch")
+    assert WeatherData.objects.filter(city__in=cities).count() == len(accepted)
+    print(f"{len(accepted)} accepted, {len(refusals)} refused, {len(during)} under way during the election "
+          f"({elected_at - killed_at:.1f} s): {timeline}")
