@@ -14,6 +14,8 @@ import math
 from collections.abc import Iterable
 from pathlib import Path
 
+from routing import DEFAULT_GENERATION
+
 from .pools import Pool
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -204,6 +206,8 @@ def settings_config() -> dict:
         "NUM_TRUSTED_PROXIES": "1",
         "SECURE_PROXY_SSL_HEADER": "true",
         "LOG_FORMAT": "json",
+        # The Cluster Operator's RabbitMQ is a 4.x series: every lane a replicated quorum queue.
+        "RABBITMQ_GENERATION": str(int(DEFAULT_GENERATION)),
     }}
 
 
