@@ -6,20 +6,34 @@ import argparse
 import json
 import os
 import platform
+import shlex
 import statistics
 import subprocess
+import urllib.parse
 from pathlib import Path
 
 import psycopg2
+from kombu import Connection
+
+from routing import BrokerGeneration
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "bench" / "results"
 
 
 def prepare(name: str, broker_url: str | None = None) -> None:
-    """Point this process (and the workers it starts) at `f_brain_<name>` (or `broker_url`), then set up Django."""
+    """Point this process (and the workers it starts) at `f_brain_<name>` (or `broker_url`), then set up Django.
+
+    The vhost is made on the machine's RabbitMQ, or on the test broker `python -m tools.rabbit_containers -- ...`
+    runs the benchmark against (it sets CELERY_BROKER_URL and TEST_BROKER_CTL); RABBITMQ_GENERATION is read from
+    the broker when not given.
+    """
     database = f"f_brain_{name}"
     vhost = f"f_brain_{name}"
+    ctl = [*shlex.split(os.environ.get("TEST_BROKER_CTL") or "rabbitmqctl"), "-q"]
+    node = urllib.parse.urlsplit((os.environ.get("CELERY_BROKER_URL") if os.environ.get("TEST_BROKER_CTL") else None)
+                                 or "amqp://guest:guest@127.0.0.1:5672/")
+    broker_url = broker_url or f"{node.scheme}://{node.netloc}/{vhost}"
     os.environ.update({
         "USE_POSTGRES": "true",
         "POSTGRES_HOST": os.environ.get("POSTGRES_HOST", "127.0.0.1"),
@@ -29,7 +43,7 @@ def prepare(name: str, broker_url: str | None = None) -> None:
         "SECRET_KEY": "benchmark-only-" + "k" * 10 + "0123456789abcdefghijklmnopqrstuvwxyz",
         "DEBUG": "false",
         "ALLOWED_HOSTS": "localhost,127.0.0.1",
-        "CELERY_BROKER_URL": broker_url or f"amqp://guest:guest@127.0.0.1:5672/{vhost}",
+        "CELERY_BROKER_URL": broker_url,
         "DJANGO_SETTINGS_MODULE": "server_config.settings",
     })
     admin = psycopg2.connect(host=os.environ["POSTGRES_HOST"], user=os.environ["POSTGRES_USER"],
@@ -41,10 +55,16 @@ def prepare(name: str, broker_url: str | None = None) -> None:
             cursor.execute(f'CREATE DATABASE "{database}"')
     admin.close()
     # Afresh each run: a queue an older topology declared differently cannot be redeclared in place.
-    subprocess.run(["rabbitmqctl", "-q", "delete_vhost", vhost], capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "add_vhost", vhost], check=True, capture_output=True)
-    subprocess.run(["rabbitmqctl", "-q", "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"],
-                   check=True, capture_output=True)
+    subprocess.run([*ctl, "delete_vhost", vhost], capture_output=True)
+    subprocess.run([*ctl, "add_vhost", vhost], check=True, capture_output=True)
+    subprocess.run([*ctl, "set_permissions", "-p", vhost, "guest", ".*", ".*", ".*"], check=True,
+                   capture_output=True)
+    if not os.environ.get("RABBITMQ_GENERATION"):
+        with Connection(broker_url.split(";")[0]) as connection:
+            connection.connect()
+            version = connection.connection.server_properties["version"]
+        os.environ["RABBITMQ_GENERATION"] = str(BrokerGeneration.of_version(
+            version.decode() if isinstance(version, bytes) else version).value)
 
     import django
 
