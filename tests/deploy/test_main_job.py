@@ -116,9 +116,10 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_
     process = subprocess.Popen([str(ROOT / "scripts" / "run")], cwd=ROOT, env=env, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
-    manage_env = {**env, "DEBUG": "true"}
-
     def manage(*args: str) -> subprocess.CompletedProcess:
+        # As the run's banner tells an operator to: DEBUG on, and the broker generation it read from the broker.
+        stated = re.search(r"RABBITMQ_GENERATION=(\d)", (tmp_path / "run.log").read_text())
+        manage_env = {**env, "DEBUG": "true", "RABBITMQ_GENERATION": stated.group(1) if stated else ""}
         return subprocess.run([str(ROOT / ".venv/bin/python"), "manage.py", *args], cwd=ROOT, env=manage_env,
                               capture_output=True, text=True, timeout=60)
 
