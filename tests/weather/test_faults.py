@@ -94,7 +94,6 @@ def _readings_per_city() -> set[int]:
     return set(WeatherData.objects.values("city").annotate(n=Count("id")).values_list("n", flat=True))
 
 
-@pytest.mark.generations
 def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_nothing(faults, sim):
     sim.configure(latency_ms=400, fixed_time=FROZEN)
     cities = 3000
