@@ -4,10 +4,14 @@ transient non-exclusive queues, which Celery 5.7's control queues survive."""
 from __future__ import annotations
 
 import json
+import os
+import socket
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
+import yaml
 from amqp.exceptions import AMQPError
 from celery import current_app as app
 from django.conf import settings
@@ -84,3 +88,11 @@ def test_on_a_broker_refusing_transient_queues_every_pool_answers_control(live):
     active = app.control.inspect(timeout=2.0).active_queues() or {}
     consumed = {worker.split("@", 1)[0]: {queue["name"] for queue in queues} for worker, queues in active.items()}
     assert consumed == {lane: {lane} for lane in LANE_NAMES}
+    # docker-compose's health check of a pool, as its container runs it; Kubernetes' liveness command is
+    # tests/workers/test_liveness.py's, also run on this broker.
+    probe = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["x-worker"]["healthcheck"]["test"][1]
+    env = {**live.env, "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}", "HOSTNAME": socket.gethostname()}
+    for lane in LANE_NAMES:
+        done = subprocess.run(["sh", "-c", probe.replace("$$", "$")], cwd=ROOT, env={**env, "POOL_NAME": lane},
+                              capture_output=True, text=True, timeout=60)
+        assert done.returncode == 0, (lane, done.stdout, done.stderr)
