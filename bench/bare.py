@@ -37,7 +37,8 @@ def bare_queue(lane: str) -> str:
 
 
 _pool = load_pools()[LANE]
-app = Celery("bare", broker=settings.CELERY_BROKER_URL)
+# Not the current app: the benchmark process that imports this module for the queues keeps the project's.
+app = Celery("bare", broker=settings.CELERY_BROKER_URL, set_as_current=False)
 app.conf.update(
     # Each lane's baseline queue is declared like the lane's own (its type, its priorities).
     task_queues=[Queue(bare_queue(queue.name), queue_arguments=queue.queue_arguments)
