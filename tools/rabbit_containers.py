@@ -165,11 +165,7 @@ class ContainerBroker(ClusterOps):
             _docker("network", "create", "--label", LABEL, self.network)
             for node in self.nodes:
                 self._create(node)
-                self.start(node)
-            for node in self.nodes[1:]:
-                self.join(node, self.nodes[0])
-            if self.size > 1:
-                self.wait_until_formed()
+            self.form()
         except BaseException:
             self.__exit__(None, None, None)
             raise

@@ -55,10 +55,7 @@ def on_cluster(cluster, simulator_server, tmp_path, transactional_db, sim) -> It
         yield pools
     finally:
         # A test that killed or stopped a node leaves the cluster whole again, before the pools detach from it.
-        for node in cluster.nodes:
-            if node not in cluster.running():
-                cluster.start(node)
-        cluster.wait_until_formed()
+        cluster.make_whole()
         pools.stop_all()
         for queue in (INTERACTIVE.name, BULK.name, MAINTENANCE.name, DEAD_LETTER_QUEUE.name):
             cluster.ctl(cluster.running()[0], "purge_queue", queue, check=False)
