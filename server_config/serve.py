@@ -13,6 +13,8 @@ first and drops a body that stalls; a Procfile PaaS's router does the same.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 
 from granian import Granian
 from granian.constants import HTTPModes, Interfaces
@@ -20,6 +22,7 @@ from granian.http import HTTP1Settings
 
 from .env import env_int, env_str
 from .logsetup import from_environment
+from .paths import BASE_DIR, static_collected
 
 # Under the platforms' stop grace (30 s in compose and Kubernetes): requests in flight finish.
 GRACEFUL_STOP_S = 20
@@ -52,5 +55,12 @@ def server() -> Granian:
     )
 
 
+def collect_static_if_missing() -> None:
+    """Collect the static files if nothing has: a PaaS dyno starts from the build, not from its release step."""
+    if not static_collected():
+        subprocess.run([sys.executable, "manage.py", "collectstatic", "--noinput", "-v", "0"], cwd=BASE_DIR, check=True)
+
+
 if __name__ == "__main__":
+    collect_static_if_missing()
     server().serve()

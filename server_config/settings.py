@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import socket
 from datetime import timedelta
-from pathlib import Path
 from urllib.parse import urlsplit
 
 from csp.constants import NONE, SELF
@@ -15,11 +14,11 @@ from routing import broker as routing_broker
 from weather import provider, schedules
 from workers.pools import current_pool
 
-from . import logsetup
+from . import backing, logsetup, paths
 from .env import env_bool, env_float, env_int, env_list, env_str
 
-BASE_DIR = Path(__file__).resolve().parent.parent
-VAR_DIR = Path(env_str("VAR_DIR", str(BASE_DIR / "var")))
+BASE_DIR = paths.BASE_DIR
+VAR_DIR = paths.var_dir()
 
 # --- Core -------------------------------------------------------------------
 DEBUG = env_bool("DEBUG", False)
@@ -89,7 +88,8 @@ MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     # Static files straight after the security headers, before sessions and CSRF do any work.
-    "whitenoise.middleware.WhiteNoiseMiddleware",
+    # WhiteNoise, with the manifest and source maps kept from clients (server_config/static.py).
+    "server_config.static.BuildFilesHiddenWhiteNoise",
     # Before anything reads request.GET or request.POST (CSRF does, for POSTs).
     "weather.middleware.CharsetGuardMiddleware",
     "weather.api.middleware.JsonApiErrorsMiddleware",
@@ -158,47 +158,10 @@ TEMPLATES = [
 KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES = 10, 5, 3
 
 # --- Database -----------------------------------------------------------------
-if env_bool("USE_POSTGRES", False):
-    refuse_placeholder("POSTGRES_PASSWORD", env_str("POSTGRES_PASSWORD"))
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.postgresql",
-            "NAME": env_str("POSTGRES_DB", "devops_db"),
-            "USER": env_str("POSTGRES_USER", "devops_user"),
-            "PASSWORD": env_str("POSTGRES_PASSWORD", "devops_pass"),
-            "HOST": env_str("POSTGRES_HOST", "localhost"),
-            "PORT": env_str("POSTGRES_PORT", "5432"),
-            # Fail fast when PostgreSQL is away, so tasks retry instead of hanging.
-            "OPTIONS": {
-                "connect_timeout": env_int("POSTGRES_CONNECT_TIMEOUT", 5, minimum=1),
-                "keepalives": 1,
-                "keepalives_idle": KEEPALIVE_IDLE_S,
-                "keepalives_interval": KEEPALIVE_INTERVAL_S,
-                "keepalives_count": KEEPALIVE_PROBES,
-            },
-            # Connections kept between requests and between tasks (server_config/celery.py):
-            # opening one cost each status poll and each task about 10 ms (measured,
-            # bench/click.py and bench/click_profile.py). Health checks drop a connection
-            # PostgreSQL closed before it is used again.
-            "CONN_MAX_AGE": env_int("POSTGRES_CONN_MAX_AGE", 300, minimum=0),
-            "CONN_HEALTH_CHECKS": True,
-        }
-    }
-else:
-    VAR_DIR.mkdir(parents=True, exist_ok=True)
-    DATABASES = {
-        "default": {
-            "ENGINE": "django.db.backends.sqlite3",
-            "NAME": VAR_DIR / "db.sqlite3",
-            # Web, three pools and beat share one file locally: WAL lets readers and
-            # one writer overlap, and IMMEDIATE transactions wait instead of failing.
-            "OPTIONS": {
-                "timeout": 20,
-                "transaction_mode": "IMMEDIATE",
-                "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
-            },
-        }
-    }
+# DATABASE_URL (a PaaS's add-on) wins; else POSTGRES_* with USE_POSTGRES=true; else SQLite under
+# VAR_DIR (server_config/backing.py). Connections are kept CONN_MAX_AGE (POSTGRES_CONN_MAX_AGE).
+DATABASES = {"default": backing.database(VAR_DIR, (KEEPALIVE_IDLE_S, KEEPALIVE_INTERVAL_S, KEEPALIVE_PROBES),
+                                         refuse_placeholder)}
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 AUTH_PASSWORD_VALIDATORS = [
@@ -213,7 +176,7 @@ TIME_ZONE = env_str("TIME_ZONE", "UTC")
 USE_I18N = True
 USE_TZ = True
 STATIC_URL = "static/"
-STATIC_ROOT = Path(env_str("STATIC_ROOT", str(VAR_DIR / "static")))
+STATIC_ROOT = paths.static_root()
 # Served by WhiteNoise in every run mode (the production web server included): compressed, with
 # content-hashed names cached for a year. `collectstatic` fills STATIC_ROOT first
 # (Dockerfile, scripts/run, the release step, scripts/test).
@@ -263,10 +226,9 @@ WEATHER_REFRESH_DEADLINE_SECONDS = env_int("WEATHER_REFRESH_DEADLINE_SECONDS",
                                            int(schedules.REFRESH_EXPIRES.total_seconds()), minimum=60)
 
 # --- Celery -------------------------------------------------------------------
-# One URL, or a cluster's nodes separated by ";" (Celery fails over between them in turn).
-CELERY_BROKER_URL = env_str("CELERY_BROKER_URL") or env_str("RABBITMQ_URL") or (
-    "amqp://guest:guest@localhost:5672//"
-)
+# One URL, or a cluster's nodes separated by ";" (Celery fails over between them in turn), from
+# CELERY_BROKER_URL, RABBITMQ_URL, CLOUDAMQP_URL or AMQP_URL, the first set (server_config/backing.py).
+CELERY_BROKER_URL = backing.broker_url()
 if not DEBUG:
     for _node in CELERY_BROKER_URL.split(";"):
         _broker = urlsplit(_node.strip())

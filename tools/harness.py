@@ -26,6 +26,16 @@ from routing.broker import broker_connection, queue_states
 ROOT = Path(__file__).resolve().parent.parent
 
 
+def procfile() -> dict[str, str]:
+    """The Procfile's processes: name -> command."""
+    entries = {}
+    for line in (ROOT / "Procfile").read_text().splitlines():
+        if line.strip() and not line.startswith("#"):
+            name, command = line.split(":", 1)
+            entries[name.strip()] = command.strip()
+    return entries
+
+
 def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: float = 0.1, what: str = "") -> Any:
     """Poll until `predicate` returns something truthy; fail the test with `what` otherwise."""
     deadline = time.monotonic() + timeout
@@ -94,6 +104,30 @@ def own_vhost(name: str) -> Iterator[str]:
         yield vhost_url(name)
     finally:
         broker_ctl("delete_vhost", name, check=False)
+
+
+@contextlib.contextmanager
+def own_database(name: str) -> Iterator[str]:
+    """An empty PostgreSQL database on the test server, dropped afterwards (connections and all). Yields its URL."""
+    import psycopg2
+    from django.conf import settings
+
+    server = settings.DATABASES["default"]
+    admin = psycopg2.connect(host=server["HOST"], port=server["PORT"], user=server["USER"],
+                             password=server["PASSWORD"], dbname="postgres")
+    admin.autocommit = True
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            cursor.execute(f'CREATE DATABASE "{name}"')
+        credentials = urllib.parse.quote(server["USER"], safe="")
+        if server["PASSWORD"]:
+            credentials += ":" + urllib.parse.quote(server["PASSWORD"], safe="")
+        yield f"postgres://{credentials}@{server['HOST']}:{server['PORT']}/{name}"
+    finally:
+        with admin.cursor() as cursor:
+            cursor.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
 
 
 def post_json(url: str, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict]:
@@ -246,7 +280,9 @@ class WorkerPools:
 
 def worker_env(database_name: str, simulator_url: str) -> dict[str, str]:
     """Environment for worker processes: the test database and the simulator."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("WORKER_")}
+    # DATABASE_URL would win over the test database named here (server_config/backing.py).
+    env = {key: value for key, value in os.environ.items()
+           if not key.startswith("WORKER_") and key != "DATABASE_URL"}
     env.update({
         "POSTGRES_DB": database_name,
         "WEATHER_API_URL": simulator_url,

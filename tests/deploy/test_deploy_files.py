@@ -9,22 +9,12 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tools.harness import ROOT
+from tools.harness import ROOT, procfile
 from workers.pools import load_pools
 
 
-def _procfile() -> dict[str, str]:
-    entries = {}
-    for line in (ROOT / "Procfile").read_text().splitlines():
-        if line.strip() and not line.startswith("#"):
-            name, command = line.split(":", 1)
-            entries[name.strip()] = command.strip()
-    return entries
-
-
-
 def test_procfile_matches_the_registry():
-    entries = _procfile()
+    entries = procfile()
     pools = load_pools({})
     workers = {name: cmd for name, cmd in entries.items() if "workers run" in cmd}
     assert workers == {name: f"python -m workers run {name}" for name in pools}
