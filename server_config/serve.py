@@ -1,13 +1,13 @@
-"""`python -m server_config.serve`: the web role, granian serving the WSGI app (Procfile, compose, image alike).
+"""`python -m server_config.serve`: the web role, granian serving the Django app (Procfile, compose, image alike).
 
 Why granian and not gunicorn's sync workers: a sync worker reads a request's
 headers and body itself, so two clients trickling their headers held both
-workers and stopped the tier, health checks included. Granian reads requests in
-its Rust I/O loop and calls Django only once the headers are in, within
-WEB_HEADER_TIMEOUT_MS; a client that never finishes its headers is dropped then,
-and costs no Python thread meanwhile. Request bodies are read by the app thread,
-so in docker-compose and Kubernetes an nginx edge (deploy/nginx/) buffers them
-first and drops a body that stalls; a Procfile PaaS's router does the same.
+workers and stopped the tier, health checks included. Granian reads headers in
+its Rust I/O loop, within WEB_HEADER_TIMEOUT_MS; a client that never finishes them
+is dropped then, and costs no Python thread meanwhile. Bodies are read whole by the
+event loop in front of Django (server_config/bodies.py), within WEB_BODY_TIMEOUT_MS,
+before a request takes one of the WEB_THREADS app threads: every run mode holds,
+with or without the nginx edge of docker-compose and Kubernetes in front.
 """
 
 from __future__ import annotations
@@ -28,21 +28,33 @@ from .paths import BASE_DIR, static_collected
 GRACEFUL_STOP_S = 20
 
 
+def web_threads() -> int:
+    """App threads per web process (WEB_THREADS): each runs one request at a time and holds a database connection."""
+    # Granian's own guideline for WSGI (more threads than that only contend for the GIL).
+    return env_int("WEB_THREADS", 2 * (os.cpu_count() or 1) + 1, minimum=1)
+
+
+def body_limits() -> tuple[float, int]:
+    """How long a body may take to arrive in full (WEB_BODY_TIMEOUT_MS), and its largest size (WEB_MAX_BODY_BYTES).
+
+    The defaults are the nginx edge's (deploy/nginx/): client_body_timeout 10s, client_max_body_size 1m.
+    """
+    return (env_int("WEB_BODY_TIMEOUT_MS", 10_000, minimum=100) / 1000,
+            env_int("WEB_MAX_BODY_BYTES", 1024 * 1024, minimum=1024))
+
+
 def server() -> Granian:
     """The web server as the environment configures it (PORT, WEB_BIND_ADDRESS, WEB_CONCURRENCY, WEB_THREADS, ...)."""
-    # Granian's own guideline for WSGI (more threads than that only contend for the GIL).
-    threads = env_int("WEB_THREADS", 2 * (os.cpu_count() or 1) + 1, minimum=1)
     return Granian(
-        "server_config.wsgi:application",
-        interface=Interfaces.WSGI,
+        # ASGI in front, so request bodies are read by the event loop; Django itself runs as WSGI on
+        # WEB_THREADS app threads (server_config/asgi.py).
+        "server_config.asgi:application",
+        interface=Interfaces.ASGI,
+        websockets=False,
         # All interfaces unless told otherwise (scripts/run says 127.0.0.1).
         address=env_str("WEB_BIND_ADDRESS", "0.0.0.0"),
         port=env_int("PORT", 8000, minimum=1, maximum=65535),
         workers=env_int("WEB_CONCURRENCY", 2, minimum=1),
-        # Requests a worker runs at once; each holds a database connection while it runs.
-        # (No backpressure at that level: it counted connections still sending their
-        # headers, so a few slow clients held off the health checks.)
-        blocking_threads=threads,
         # HTTP/1.1 only: what the edge proxy and PaaS routers speak, and no h2c surface.
         http=HTTPModes.http1,
         http1_settings=HTTP1Settings(header_read_timeout=env_int("WEB_HEADER_TIMEOUT_MS", 10_000, minimum=100)),

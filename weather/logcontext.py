@@ -81,14 +81,33 @@ class ContextFilter(logging.Filter):
         return True
 
 
+# Control characters and Unicode line breaks, written as escapes: a client's path or header with an encoded
+# newline would otherwise start a forged line of its own in a text log (JSON lines escape them already).
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), 0x7F)} | {
+    code: f"\\u{code:04x}" for code in (0x85, 0x2028, 0x2029)}
+
+
+def escape_controls(text: str) -> str:
+    """`text` with every control character and line break escaped (a newline becomes the two characters \\x0a)."""
+    return text.translate(_CONTROLS)
+
+
 class TextFormatter(logging.Formatter):
-    """A plain line, with the context fields that are set appended as " [key=value ...]" (grep-able)."""
+    """A plain line, with the context fields that are set appended as " [key=value ...]" (grep-able).
+
+    The line itself holds no control character, whatever a client sent; only a traceback, which
+    follows it, spans lines.
+    """
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        """The line without its traceback, escaped."""
+        return escape_controls(super().formatMessage(record))
 
     def format(self, record: logging.LogRecord) -> str:
         """The usual line, then the context."""
         line = super().format(record)
         shown = " ".join(f"{field}={value}" for field in FIELDS if (value := getattr(record, field, None)) is not None)
-        return f"{line} [{shown}]" if shown else line
+        return f"{line} [{escape_controls(shown)}]" if shown else line
 
 
 @signals.before_task_publish.connect

@@ -28,6 +28,10 @@ pytestmark = pytest.mark.integration
 
 # Short enough for the tests to cross them; the edge's own timeouts are those of deploy/nginx/.
 WEB_HEADER_TIMEOUT_S = 3
+WEB_BODY_TIMEOUT_S = 4
+WEB_MAX_BODY_BYTES = 4096
+# More than the web process has app threads (WEB_THREADS, 2 x cores + 1 by default).
+SLOW_BODIES = 12
 EDGE_HEADER_TIMEOUT_S = 5
 EDGE_BODY_TIMEOUT_S = 10
 RATE_LIMIT, RATE_WINDOW_S = 5, 4
@@ -38,6 +42,7 @@ ATTACKERS = 10
 @pytest.fixture(scope="module")
 def tier(pools) -> Iterator[WebTier]:
     env = {**pools.env, "WEB_HEADER_TIMEOUT_MS": str(WEB_HEADER_TIMEOUT_S * 1000),
+           "WEB_BODY_TIMEOUT_MS": str(WEB_BODY_TIMEOUT_S * 1000), "WEB_MAX_BODY_BYTES": str(WEB_MAX_BODY_BYTES),
            "REFRESH_RATE_LIMIT_PER_MINUTE": str(RATE_LIMIT), "REFRESH_RATE_WINDOW_SECONDS": str(RATE_WINDOW_S),
            "LOGIN_FAILURE_LIMIT": str(LOGIN_FAILURES), "NUM_TRUSTED_PROXIES": "1"}
     with web_tier(env) as running:
@@ -152,6 +157,34 @@ def test_the_web_server_alone_drops_slow_headers_and_keeps_answering(tier, live)
     for end in ends:
         assert WEB_HEADER_TIMEOUT_S - 1 <= end.seconds <= WEB_HEADER_TIMEOUT_S + 2, end
         assert (_status(end.answer) or 400) < 500, end
+
+
+def test_the_web_server_alone_bounds_slow_bodies_and_keeps_answering(tier, live):
+    # A PaaS router and scripts/run hand bodies to the web server as they come: one byte a second here.
+    city = make_city()
+    with ThreadPoolExecutor(max_workers=SLOW_BODIES) as attackers:
+        held = [attackers.submit(_hold, tier.web, _slow_body(f"/cities/{city.pk}/refresh"), b"x",
+                                 WEB_BODY_TIMEOUT_S + 10) for _ in range(SLOW_BODIES)]
+        probes = []
+        # Probing for as long as the slow bodies are held, each probe within the client's bound (5 s).
+        while not all(f.done() for f in held):
+            probes.append(_timed(tier.web, "GET", "/healthz")[0])
+            probes.append(_timed(tier.web, "GET", "/readyz")[0])
+        ends = [f.result() for f in held]
+    assert len(probes) >= 4, probes
+    assert set(probes) == {200}, probes
+    # Each slow body was answered 408 by the web server itself, without reaching Django.
+    assert [_status(end.answer) for end in ends] == [408] * SLOW_BODIES, ends
+    log = tier.web_log.read_text()
+    assert log.count(f"POST /cities/{city.pk}/refresh 408") == SLOW_BODIES
+    # A body sent at once is read and served as before; one over the size is refused before the app.
+    status, _, body, _ = _timed(tier.web, "POST", f"/api/cities/{city.pk}/refresh", body=b"{}",
+                                headers={"Content-Type": "application/json"})
+    assert status == 202, body
+    status, _, _, response = _timed(tier.web, "POST", f"/api/cities/{city.pk}/refresh",
+                                    body=b"x" * (WEB_MAX_BODY_BYTES + 1))
+    assert status == 413
+    assert response.headers["Connection"] == "close"
 
 
 def test_head_answers_carry_no_body(tier, live):

@@ -1,10 +1,11 @@
 """The Procfile as a Procfile PaaS runs it: URLs only, `release` first, each process a dyno with PORT, then SIGTERM.
 
-Each command runs under `bash -c`, as Heroku runs it. A dyno starts from the build with a filesystem of its own: nothing a release step or
-another dyno wrote is there. Each process here gets an empty VAR_DIR and a PORT, and
-the environment holds what a PaaS gives: DATABASE_URL, a RabbitMQ add-on's URL, the
-app's secrets. The router terminates TLS and says so in X-Forwarded-Proto. At shutdown
-the platform sends SIGTERM to every process of a dyno and SIGKILL after its grace.
+Each command runs under `bash -c`, as Heroku runs it. A dyno starts from the build with a
+filesystem of its own: nothing a release step or another dyno wrote is there. Each
+process here gets an empty VAR_DIR and a PORT, and the environment holds what a PaaS
+gives: DATABASE_URL, a RabbitMQ add-on's URL, the app's secrets. The router terminates
+TLS and says so in X-Forwarded-Proto. At shutdown the platform sends SIGTERM to every
+process of a dyno and SIGKILL after its grace.
 """
 
 import contextlib
