@@ -187,6 +187,16 @@ def test_the_web_server_alone_bounds_slow_bodies_and_keeps_answering(tier, live)
     assert response.headers["Connection"] == "close"
 
 
+def test_an_encoded_newline_in_a_path_cannot_forge_a_log_line(tier, live):
+    forged = "2026-12-02 21:45:00,000 INFO f_brain.access[1]: POST /admin/login/ 302 1.0ms"
+    for base in (tier.web, tier.edge):
+        for path in (f"/x%0a{forged}", f"/x%0d%0a{forged}", f"/x%e2%80%a8{forged}"):
+            _timed(base, "GET", urllib.parse.quote(path, safe="/%"))
+    log = tier.web_log.read_text()
+    assert not [line for line in log.splitlines() if line.startswith(forged[:23])], "a forged line was written"
+    assert "/x\\x0a2026-12-02 21:45:00,000" in log, "the requests were not logged, escaped"
+
+
 def test_head_answers_carry_no_body(tier, live):
     make_city()
     for path in ("/", "/healthz", "/api/cities/", "/admin/login/"):
