@@ -59,9 +59,14 @@ SECURE_HSTS_PRELOAD = SECURE_HTTPS
 SESSION_COOKIE_SECURE = SECURE_HTTPS
 CSRF_COOKIE_SECURE = SECURE_HTTPS
 SESSION_COOKIE_HTTPONLY = True
+# The dashboard's script reads the CSRF token from the page, never from the cookie.
+CSRF_COOKIE_HTTPONLY = True
 X_FRAME_OPTIONS = "DENY"
-# Optional bearer token for /metrics (scrapers outside the private network).
+# /metrics names hosts, tasks, queue depths and every doctor finding. With DEBUG off it answers only
+# scrapers that send METRICS_TOKEN as a bearer token; without a token it is closed (403), unless
+# METRICS_OPEN=true says the web role is reachable from a private network only.
 METRICS_TOKEN = env_str("METRICS_TOKEN")
+METRICS_OPEN = env_bool("METRICS_OPEN", False)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -93,6 +98,8 @@ MIDDLEWARE = [
     # Before anything reads request.GET or request.POST (CSRF does, for POSTs).
     "weather.middleware.CharsetGuardMiddleware",
     "weather.api.middleware.JsonApiErrorsMiddleware",
+    # Outside sessions and CSRF: an answer that sets their cookies is marked private.
+    "weather.middleware.PrivateWhenPersonalMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
@@ -119,17 +126,18 @@ CONTENT_SECURITY_POLICY = {
     },
 }
 
-# Password guessing: after LOGIN_FAILURE_LIMIT failures a client address is locked out of
-# every login, and so is a username from every address, for LOGIN_LOCKOUT_MINUTES (or until
-# `manage.py axes_reset_ip <address>` / `axes_reset_username <name>`). A correct password
-# does not get through a lockout.
+# Password guessing: after LOGIN_FAILURE_LIMIT failures of one username from one client address,
+# that address is locked out of that username for LOGIN_LOCKOUT_MINUTES (or until
+# `manage.py axes_reset_ip_username <address> <name>`). Counted per pair, so a stranger guessing
+# a staff account's password locks out only themselves, never the account everywhere. A correct
+# password does not get through a lockout.
 AUTHENTICATION_BACKENDS = [
     "axes.backends.AxesStandaloneBackend",
     "django.contrib.auth.backends.ModelBackend",
 ]
 AXES_FAILURE_LIMIT = env_int("LOGIN_FAILURE_LIMIT", 5, minimum=1)
 AXES_COOLOFF_TIME = timedelta(minutes=env_int("LOGIN_LOCKOUT_MINUTES", 15, minimum=1))
-AXES_LOCKOUT_PARAMETERS = ["ip_address", "username"]
+AXES_LOCKOUT_PARAMETERS = [["ip_address", "username"]]
 # The same client address as the rate limit: behind NUM_TRUSTED_PROXIES proxies, the one they saw.
 AXES_CLIENT_IP_CALLABLE = "weather.http.login_client_address"
 AXES_RESET_ON_SUCCESS = True

@@ -1,4 +1,4 @@
-"""Request hygiene for every surface: a declared charset never garbles or crashes a request; HEAD has no body."""
+"""Request hygiene for every surface: charsets that cannot garble, HEAD without a body, personal answers private."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from django.http import HttpRequest, HttpResponse
+from django.utils.cache import patch_cache_control
 
 API_PREFIX = "/api/"
 # Charsets that decode an ASCII query string to itself. Query strings are
@@ -98,4 +99,22 @@ class HeadWithoutBodyMiddleware:
         else:
             response["Content-Length"] = str(len(response.content))
             response.content = b""
+        return response
+
+
+class PrivateWhenPersonalMiddleware:
+    """A response that sets a cookie (a CSRF token's, a session's) is for one client: `Cache-Control: private`.
+
+    A page with a form carries a CSRF token in its HTML; a shared cache that kept it would
+    hand one visitor's token to the next. Outside the session and CSRF middleware, so it
+    sees the cookies they set.
+    """
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.cookies:
+            patch_cache_control(response, private=True)
         return response

@@ -68,8 +68,20 @@ def test_a_pickled_message_is_refused_by_the_app():
 
 
 @pytest.mark.django_db
+def test_metrics_are_closed_without_a_token_unless_explicitly_opened(settings):
+    settings.DEBUG, settings.METRICS_TOKEN, settings.METRICS_OPEN = False, None, False
+    closed = Client().get("/metrics", HTTP_HOST="anything.example")
+    assert closed.status_code == 403
+    assert "METRICS_TOKEN" in json.loads(closed.content)["error"]
+    assert b"f_brain" not in closed.content
+    settings.METRICS_OPEN = True
+    assert Client().get("/metrics", HTTP_HOST="anything.example").status_code == 200
+
+
+@pytest.mark.django_db
 def test_metrics_token_is_enforced_when_set(settings):
     settings.METRICS_TOKEN = "s3cret-token"
+    settings.METRICS_OPEN = True  # a token set is required even so
     assert Client().get("/metrics").status_code == 401
     wrong = Client().get("/metrics", HTTP_AUTHORIZATION="Bearer nope")
     assert wrong.status_code == 401
@@ -88,6 +100,7 @@ def test_probes_answer_plain_http_with_any_host_under_production_settings(settin
     ready = Client().get("/readyz", HTTP_HOST="web:8000")
     assert ready.status_code == 200, ready.content
     assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
+    settings.METRICS_OPEN = True
     scrape = Client().get("/metrics", HTTP_HOST="web:8000")
     assert scrape.status_code == 200
     assert b"f_brain_broker_up" in scrape.content
@@ -107,3 +120,15 @@ def test_admin_needs_authentication():
     response = Client().get("/admin/")
     assert response.status_code == 302
     assert "/admin/login/" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_a_page_with_a_csrf_token_is_private_and_its_cookie_is_out_of_scripts_reach():
+    for path in ("/", "/admin/login/"):
+        response = Client().get(path)
+        assert response.status_code == 200, path
+        assert 'name="csrfmiddlewaretoken"' in response.content.decode(), path
+        assert "private" in response["Cache-Control"], path
+        assert response.cookies["csrftoken"]["httponly"] is True, path
+    # A public answer without cookies stays cacheable by anyone.
+    assert "private" not in Client().get("/api/cities/").get("Cache-Control", "")

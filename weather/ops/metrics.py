@@ -74,8 +74,13 @@ def render() -> bytes:
 
 @require_safe
 def metrics_view(request: HttpRequest) -> HttpResponse:
-    """Prometheus exposition; a bearer token is required when METRICS_TOKEN is set."""
+    """Prometheus exposition: for METRICS_TOKEN's bearer; with no token, closed unless DEBUG or METRICS_OPEN."""
     token = settings.METRICS_TOKEN
-    if token and not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
-        return JsonResponse({"error": "metrics need the bearer token"}, status=401)
+    if token:
+        if not constant_time_compare(request.headers.get("Authorization", ""), f"Bearer {token}"):
+            return JsonResponse({"error": "metrics need the bearer token"}, status=401)
+    elif not (settings.DEBUG or settings.METRICS_OPEN):
+        return JsonResponse({"error": "metrics are closed: set METRICS_TOKEN and scrape with it as a bearer token "
+                                      "(or METRICS_OPEN=true where only a private network reaches the web role)"},
+                            status=403)
     return HttpResponse(render(), content_type=CONTENT_TYPE_LATEST)

@@ -21,6 +21,11 @@ from workers.pools import load_pools
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def metrics_open(settings):
+    """These scrapes come from the private network: /metrics open, as METRICS_OPEN=true says."""
+    settings.METRICS_OPEN = True
+
 
 @pytest.fixture
 def staff(db):
