@@ -12,6 +12,10 @@ queue of the lane's type, against a zero-latency simulator, in the same run:
   maintenance  the retention cleanup with nothing to delete (`cleanup_old_weather_data`)
                against the retention service called bare
 
+The `events` variant is the project's task again with TASK_EVENTS=true on the worker
+(what the compose monitoring profile turns on for Flower) while a receiver consumes the
+events as Flower does; it counts them, so the table shows events sent per task.
+
 For each: --tasks messages are queued with no consumer, the worker starts, and the rate
 is what it completed from the moment it consumed to the last (start-up excluded): a
 reading stored for the refreshes, the queue drained for the cleanup. Database writes
@@ -20,7 +24,7 @@ are the rows inserted, updated and deleted in the run's database while the worke
 flushed), per task.
 
     .venv/bin/python -m bench.task_cost [--tasks 2000] [--lanes bulk interactive maintenance]
-                                        [--variants project bare]
+                                        [--variants project events bare]
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import threading
 import time
 from collections.abc import Callable
 
@@ -41,7 +46,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--lanes", nargs="+", default=list(LANE_NAMES), choices=LANE_NAMES)
-    parser.add_argument("--variants", nargs="+", default=["project", "bare"], choices=["project", "bare"])
+    parser.add_argument("--variants", nargs="+", default=["project", "bare"], choices=["project", "events", "bare"])
     add_label_argument(parser)
     args = parser.parse_args()
 
@@ -101,6 +106,7 @@ def main() -> int:
         time.sleep(1)
         written = rows_written() - before
         return {"lane": lane, "variant": variant, "tasks": args.tasks, "timed": args.tasks - done_at_start,
+                "events_per_task": len(events) / args.tasks,
                 "seconds": elapsed, "tasks_per_s": (args.tasks - done_at_start) / elapsed,
                 "rows_written_per_task": written / args.tasks, "requests": sim.stats()["requests"]}
 
@@ -117,13 +123,32 @@ def main() -> int:
                 for _ in range(args.tasks):
                     cleanup_old_weather_data.apply_async(producer=producer)
 
+    events: list[str] = []
+    listening = threading.Event()
+
+    def receive_events() -> None:
+        """Consume every task event, as Flower does (its own exclusive queue on the events exchange)."""
+        app = refresh_weather_batch.app
+        with app.connection_for_read() as conn:
+            receiver = app.events.Receiver(conn, handlers={"*": lambda event: events.append(event["type"])})
+            listening.set()
+            receiver.capture(limit=None, timeout=None, wakeup=False)
+
     results = []
     try:
-        if "project" in args.variants:
+        for variant in ("project", "events"):
+            if variant not in args.variants:
+                continue
+            extra_env = {"TASK_EVENTS": "true"} if variant == "events" else {}
+            if variant == "events":
+                threading.Thread(target=receive_events, daemon=True).start()
+                listening.wait(10)
             for lane in args.lanes:
                 city_ids = reset()
                 enqueue_project(lane, city_ids)
-                results.append(measure(lane, "project", lane, lambda lane=lane: pools.start(lane),
+                events.clear()
+                results.append(measure(lane, variant, lane,
+                                       lambda lane=lane, extra_env=extra_env: pools.start(lane, extra_env=extra_env),
                                        lambda lane=lane: pools.stop(lane)))
         if "bare" in args.variants:
             # Imported after every project run: its app becomes this process's current one,
@@ -164,7 +189,7 @@ def main() -> int:
                          None)
         result["of_bare"] = result["tasks_per_s"] / bare_rate if bare_rate else None
     headers = ["lane", "variant", "tasks", "timed", "seconds", "tasks_per_s", "of_bare", "rows_written_per_task",
-               "requests"]
+               "events_per_task", "requests"]
     print_table(headers, [[r[h] if r[h] is not None else "-" for h in headers] for r in results])
     for lane in args.lanes:
         pool = pools_by_name[lane]

@@ -256,6 +256,11 @@ CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_ENABLE_UTC = True
 CELERY_TASK_TRACK_STARTED = True
+# Task events, for Flower's task list and timeline: workers send each task's received, started and
+# outcome, publishers its sent. One setting turns them on wherever Flower runs (the compose
+# monitoring profile); bench/task_cost.py measures what they cost a task.
+TASK_EVENTS = env_bool("TASK_EVENTS", False)
+CELERY_WORKER_SEND_TASK_EVENTS = CELERY_TASK_SEND_SENT_EVENT = TASK_EVENTS
 # Celery's Django fixup closes the database connections around every task unless this
 # many tasks have not yet run: out of reach, so CONN_MAX_AGE decides (server_config/celery.py).
 CELERY_DB_REUSE_MAX = 2**62

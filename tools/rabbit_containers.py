@@ -15,9 +15,9 @@ node (`deprecated_features.permit.transient_nonexcl_queues = false`).
 
     python -m tools.rabbit_containers --generation 4 --strict -- <command ...>
 
-runs a command against a fresh single node, with CELERY_BROKER_URL, RABBITMQ_GENERATION
-and TEST_BROKER_CTL (how tests reach rabbitmqctl) set for it; `--possible` says whether
-a test broker can run here.
+runs a command against a fresh single node, with CELERY_BROKER_URL, RABBITMQ_GENERATION,
+TEST_BROKER_CTL (how tests reach rabbitmqctl) and TEST_BROKER_API (its management HTTP API)
+set for it; `--possible` says whether a test broker can run here.
 """
 
 from __future__ import annotations
@@ -71,6 +71,8 @@ class ContainerNode:
     index: int
     container: str
     port: int
+    # The management plugin's HTTP API (the stand-in images enable it), on loopback too.
+    management_port: int = field(default_factory=free_port)
     running: bool = False
 
     @property
@@ -84,6 +86,11 @@ class ContainerNode:
     @property
     def url(self) -> str:
         return f"amqp://guest:guest@127.0.0.1:{self.port}//"
+
+    @property
+    def management_api(self) -> str:
+        """The node's management HTTP API, as Flower's --broker_api takes it."""
+        return f"http://guest:guest@127.0.0.1:{self.management_port}/api/"
 
 
 @dataclass
@@ -122,6 +129,7 @@ class ContainerBroker(ClusterOps):
         cookie_args = f"-setcookie {self.cookie}"
         _docker("create", "--name", node.container, "--hostname", node.hostname, "--network", self.network,
                 "--label", LABEL, "-p", f"127.0.0.1:{node.port}:5672",
+                "-p", f"127.0.0.1:{node.management_port}:15672",
                 "-v", f"{conf}:/etc/rabbitmq/conf.d/20-test.conf:ro",
                 "-e", f"RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS={cookie_args}",
                 "-e", f"RABBITMQ_CTL_ERL_ARGS={cookie_args}",
@@ -212,7 +220,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"tools.rabbit_containers: RabbitMQ {version} ({args.nodes} node(s){', strict' if args.strict else ''})"
               f" at {broker.broker_url}, ready in {time.monotonic() - started:.0f} s", flush=True)
         env = {**os.environ, "CELERY_BROKER_URL": broker.broker_url, "RABBITMQ_GENERATION": args.generation,
-               "TEST_BROKER_CTL": shlex.join(broker.ctl_prefix)}
+               "TEST_BROKER_CTL": shlex.join(broker.ctl_prefix),
+               "TEST_BROKER_API": broker.nodes[0].management_api}
         return subprocess.run(command, env=env, check=False).returncode
 
 
