@@ -14,6 +14,7 @@ from server_config.env import env_str
 from .command import beat_argv, worker_argv, worker_environment
 from .k8s import render_k8s
 from .liveness import alive
+from .monitoring import render_monitoring
 from .pools import PoolConfigError, load_pools
 
 
@@ -73,9 +74,10 @@ def main(argv: list[str] | None = None) -> int:
     alive_parser.add_argument("pool")
     sub.add_parser("broker-generation", help="print the configured broker's RabbitMQ generation (3 or 4), for "
                                             "RABBITMQ_GENERATION")
-    render = sub.add_parser("render", help="write what deploys the pools (k8s: deploy/k8s/)")
-    render.add_argument("target", choices=["k8s"])
-    render.add_argument("--out", default=None, help="folder to write to (default deploy/k8s/)")
+    render = sub.add_parser("render", help="write what deploys and watches the pools (k8s: deploy/k8s/; monitoring: "
+                                           "deploy/prometheus/alerts.yml, deploy/grafana/f-brain.json)")
+    render.add_argument("target", choices=["k8s", "monitoring"])
+    render.add_argument("--out", default=None, help="k8s: folder to write to (default deploy/k8s/)")
     render.add_argument("--check", action="store_true", help="exit 1 naming any file that differs instead")
     args = parser.parse_args(argv)
 
@@ -91,6 +93,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "alive":
         return 0 if alive(args.pool) else 1
+    if args.command == "render" and args.target == "monitoring":
+        return render_monitoring(pools, check=args.check)
     if args.command == "render":
         return render_k8s(pools, args.out, check=args.check)
     quiet = env_str("LOG_FORMAT", "text") == "json"

@@ -17,6 +17,7 @@ from pathlib import Path
 from routing import DEFAULT_GENERATION
 
 from .pools import Pool
+from .rendering import write_or_check
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "deploy" / "k8s"
@@ -233,15 +234,5 @@ def render(pools: Iterable[Pool]) -> dict[str, str]:
 def render_k8s(pools: dict[str, Pool], out: str | None = None, check: bool = False) -> int:
     """Write the manifests (or, with `check`, exit 1 naming those that differ from what is written)."""
     folder = Path(out) if out else DEFAULT_OUT
-    rendered = render(pools.values())
-    if check:
-        stale = sorted(name for name, text in rendered.items()
-                       if not (folder / name).exists() or (folder / name).read_text() != text)
-        for name in stale:
-            print(f"workers: {folder / name} differs from the registry: run `python -m workers render k8s`")
-        return 1 if stale else 0
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, text in rendered.items():
-        (folder / name).write_text(text)
-        print(f"wrote {folder / name}")
-    return 0
+    return write_or_check({folder / name: text for name, text in render(pools.values()).items()},
+                          "python -m workers render k8s", check)

@@ -67,6 +67,10 @@ class Pool:
     # between these; 0 lets an idle lane cost nothing.
     min_replicas: int = 0
     max_replicas: int = 4
+    # Queue wait (p95, seconds) the lane's work tolerates before it starts: beyond it the lane
+    # is late (doctor warns, the FBrainLaneWaitOverBudget alert fires). A person's click
+    # waits seconds; a refresh batch or the cleanup may wait behind a burst for minutes.
+    wait_budget_s: int = 300
     # A pool is named after the lane it serves and consumes that lane's queue,
     # unless it is declared with queues of its own.
     queues: tuple[str, ...] = ()
@@ -95,7 +99,7 @@ class Pool:
         if self.implementation not in POOL_IMPLEMENTATIONS:
             problems.append(f"implementation must be one of {POOL_IMPLEMENTATIONS}")
         for name in ("concurrency", "prefetch_multiplier", "soft_time_limit", "time_limit",
-                     "max_tasks_per_child", "max_memory_per_child_kb"):
+                     "max_tasks_per_child", "max_memory_per_child_kb", "wait_budget_s"):
             if getattr(self, name) < 1:
                 problems.append(f"{name} must be at least 1")
         if self.min_replicas < 0 or self.max_replicas < max(1, self.min_replicas):
@@ -157,6 +161,7 @@ DEFAULT_POOLS: tuple[Pool, ...] = (
         # Never zero: a click must find a replica running.
         min_replicas=1,
         max_replicas=6,
+        wait_budget_s=5,
     ),
     Pool(
         name=BULK.name,
