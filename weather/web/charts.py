@@ -1,4 +1,4 @@
-"""Server-rendered sparklines: a temperature history as SVG polyline points."""
+"""Server-rendered sparklines: a temperature history as SVG polyline points, and the range it spans."""
 
 from __future__ import annotations
 
@@ -23,3 +23,12 @@ def sparkline_points(history: Sequence[tuple[datetime, float]], width: int = 120
         y = height - pad - (value - low) / span_v * (height - 2 * pad)
         points.append(f"{x:.1f},{y:.1f}")
     return " ".join(points)
+
+
+def value_range(history: Sequence[tuple[datetime, float]], decimals: int) -> str:
+    """What the line spans, as a person reads it: '12.3' for one reading, low and high (en dash) for more."""
+    if not history:
+        return ""
+    values = [value for _, value in history]
+    low, high = min(values), max(values)
+    return f"{low:.{decimals}f}" if low == high else f"{low:.{decimals}f} \u2013 {high:.{decimals}f}"

@@ -25,10 +25,18 @@ from weather.http import (
 from weather.listing import matching, page_with_latest
 from weather.models import WeatherData
 
-from .charts import sparkline_points
+from .charts import sparkline_points, value_range
 
 PAGE_SIZE = 25
 HISTORY = timedelta(hours=48)
+# Decimals each reading is shown with, on the page and by the Refresh button's script alike
+# (it reads them from the cells' data-decimals), so a number keeps its format after a Refresh.
+DECIMALS = {"temperature": 1, "humidity": 0, "pressure": 1}
+
+
+def formatted(value: float | None, field: str) -> str:
+    """A reading's value as the page shows it, or an en dash when there is none yet."""
+    return "\u2013" if value is None else f"{value:.{DECIMALS[field]}f}"
 
 
 @require_safe
@@ -47,11 +55,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
         .order_by("city_id", "observed_at").values_list("city_id", "observed_at", "temperature")
     ):
         history[city_id].append((observed_at, temperature))
-    rows = [{"city": city, "points": sparkline_points(history[city.pk])} for city in page.object_list]
+    rows = [{"city": city, "points": sparkline_points(history[city.pk]), "points_count": len(history[city.pk]),
+             "range": value_range(history[city.pk], DECIMALS["temperature"]),
+             "values": {field: formatted(getattr(city, field), field) for field in DECIMALS}}
+            for city in page.object_list]
     # The page stops following a fetch when the server would presume it lost.
     give_up_ms = int(PENDING_FETCH_TTL.total_seconds() * 1000)
     return render(request, "weather/dashboard.html",
-                  {"page": page, "rows": rows, "query": query, "give_up_ms": give_up_ms})
+                  {"page": page, "rows": rows, "query": query, "give_up_ms": give_up_ms, "decimals": DECIMALS})
 
 
 @require_POST
