@@ -5,7 +5,8 @@ dyno, a replica that outlived a deploy): each tick, a beat renews or takes the
 lease row; only the holder sends. A standby takes over once the leader has
 missed renewing for BEAT_LEASE_SECONDS, so the next due entry goes out within
 that plus one tick. Every beat writes a heartbeat at each tick, which `doctor`
-reads to say who is alive and who leads.
+reads to say who is alive and who leads; the leader also samples each lane's depth
+and consumers once a minute for /ops/ (weather/lanesamples.py).
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ from django.db.models.functions import Now
 from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler
 
+from routing.broker import BrokerUnavailableError
+
+from .lanesamples import sample_lanes
 from .models import BeatHeartbeat, BeatLease
 
 log = logging.getLogger(__name__)
@@ -83,6 +87,12 @@ class SeedingDatabaseScheduler(DatabaseScheduler):
         elif self._leading and not leading:
             log.warning("beat %s lost the lease: standing by", instance)
         self._leading = leading
+        if leading:
+            # The one leader samples the lanes for /ops/'s charts; a broker or database away skips a minute.
+            try:
+                sample_lanes()
+            except (BrokerUnavailableError, DatabaseError, InterfaceError) as error:
+                log.warning("beat %s could not sample the lanes (%s)", instance, error)
         # Renew well before the lease runs out, whatever the next entry's due time.
         renew_within = lease_seconds / 3
         if not leading:

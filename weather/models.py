@@ -300,3 +300,20 @@ class BeatHeartbeat(models.Model):
 
     def __str__(self) -> str:
         return f"{self.instance} ({'leader' if self.leading else 'standby'}) at {self.beat_at:%H:%M:%S}"
+
+
+class LaneSample(models.Model):
+    """A lane's depth and consumers as the leading beat read them from the broker, once a minute (/ops/ charts)."""
+
+    lane = models.CharField(max_length=64)
+    sampled_at = models.DateTimeField()
+    depth = models.PositiveIntegerField()
+    # Unknown on the filesystem transport: no sample, not a 0.
+    consumers = models.PositiveIntegerField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["lane", "sampled_at"], name="lane_sample_lane_time")]
+        ordering = ["lane", "sampled_at"]
+
+    def __str__(self) -> str:
+        return f"{self.lane} at {self.sampled_at:%H:%M}: {self.depth} ready, {self.consumers} consumers"

@@ -118,8 +118,11 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_
     base = f"http://127.0.0.1:{port}"
     def manage(*args: str) -> subprocess.CompletedProcess:
         # As the run's banner tells an operator to: DEBUG on, and the broker generation it read from the broker.
-        stated = re.search(r"RABBITMQ_GENERATION=(\d)", (tmp_path / "run.log").read_text())
-        manage_env = {**env, "DEBUG": "true", "RABBITMQ_GENERATION": stated.group(1) if stated else ""}
+        banner = (tmp_path / "run.log").read_text()
+        stated = re.search(r"RABBITMQ_GENERATION=(\d)", banner)
+        shared = re.search(r"PROMETHEUS_MULTIPROC_DIR=(\S+)", banner)
+        manage_env = {**env, "DEBUG": "true", "RABBITMQ_GENERATION": stated.group(1) if stated else "",
+                      "PROMETHEUS_MULTIPROC_DIR": shared.group(1) if shared else ""}
         return subprocess.run([str(ROOT / ".venv/bin/python"), "manage.py", *args], cwd=ROOT, env=manage_env,
                               capture_output=True, text=True, timeout=60)
 
@@ -174,6 +177,11 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_
             assert page.count("unknown (this broker transport does not count them)") == 3
         else:
             _assert_one_click_followed_across_processes((tmp_path / "run.log").read_text(), accepted["task_id"])
+            # A healthy fresh start, warm-up burst and all: doctor, run as the banner says, warns of nothing.
+            doctor = manage("doctor", "--json")
+            assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+            unhealthy = [line for line in map(json.loads, doctor.stdout.splitlines()) if line["status"] != "ok"]
+            assert unhealthy == [], unhealthy
     finally:
         tree = _descendants(process.pid)
         # Ctrl+C in a terminal: the foreground group gets the signal; honcho stops the rest.

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from datetime import timedelta
+from datetime import datetime, timedelta
 
+from django.db.models import Count
+from django.db.models.functions import TruncMinute
 from django.utils import timezone
 from django_celery_beat.models import PeriodicTask
 from django_celery_results.models import TaskResult
@@ -16,6 +18,8 @@ from workers.pools import load_pools
 
 RECENT = timedelta(hours=1)
 RECENT_ROWS = 500
+# The lane cards' throughput chart: tasks finished in each of these slices of the last hour.
+SLICE = timedelta(minutes=5)
 
 
 def _percentile(values: list[float], share: float) -> float | None:
@@ -40,6 +44,19 @@ def _recent_outcomes(task_names: list[str]) -> dict:
         "duration_p50_s": _percentile(durations, 0.5),
         "duration_p95_s": _percentile(durations, 0.95),
     }
+
+
+def throughput(task_names: list[str], now: datetime | None = None) -> list[int]:
+    """Tasks of these names that finished in each SLICE of the last hour, oldest first (counted in the database)."""
+    now = now or timezone.now()
+    slices = int(RECENT / SLICE)
+    since = now - slices * SLICE
+    counts = [0] * slices
+    for row in (TaskResult.objects.filter(task_name__in=task_names, date_done__gte=since, date_done__lt=now)
+                .annotate(minute=TruncMinute("date_done")).values("minute").annotate(done=Count("id"))):
+        index = min(slices - 1, max(0, int((row["minute"] - since) / SLICE)))
+        counts[index] += row["done"]
+    return counts
 
 
 def _schedules() -> list[dict]:
@@ -83,6 +100,7 @@ def lanes_status() -> dict:
             "desired_replicas": pool.desired_replicas(state.messages),
             "pool": {k: v for k, v in dataclasses.asdict(pool).items() if k != "name"},
             "recent": _recent_outcomes(tasks),
+            "throughput": throughput(tasks),
         })
     return {
         "lanes": lanes,

@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.views.decorators.http import require_POST, require_safe
 
 from routing import Priority
+from weather.charts import sparkline_points, value_range
 from weather.dispatch import PENDING_FETCH_TTL
 from weather.http import (
     ProblemError,
@@ -24,8 +25,6 @@ from weather.http import (
 )
 from weather.listing import matching, page_with_latest
 from weather.models import WeatherData
-
-from .charts import sparkline_points, value_range
 
 PAGE_SIZE = 25
 HISTORY = timedelta(hours=48)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import socket
 import subprocess
@@ -20,12 +21,14 @@ from django.test import Client
 from django.utils import timezone
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 
+from routing import LANE_NAMES
 from tests.factories import make_cities
 from tools.harness import ROOT, purge_lanes, wait_for
 from tools.rabbit_alarm import memory_alarm
-from weather.models import BeatHeartbeat, TaskAttempt
+from weather.models import BeatHeartbeat, LaneSample, TaskAttempt
 from weather.ops.doctor.checkup import forget_findings
 from weather.ops.doctor.slowness import _recent_near_limit_runs, histogram_quantiles
+from weather.ops.status import lanes_status
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -90,9 +93,17 @@ def test_doctor_passes_on_a_healthy_topology_and_names_a_stopped_pool(beat, live
     staff = User.objects.create_user("doctor-reader", is_staff=True)
     client = Client()
     client.force_login(staff)
-    page = client.get("/ops/")
-    assert b'id="doctor"' in page.content
-    assert b"beat leader" in page.content
+    page = client.get("/ops/").content.decode()
+    # The lanes lead, with the leading beat's samples of their depth and consumers; doctor follows,
+    # its ok rows folded away under one line.
+    assert page.index('id="lanes"') < page.index('id="doctor"')
+    assert LaneSample.objects.filter(lane="interactive", consumers=1).exists(), "the leading beat sampled no lane"
+    sampled = re.findall(r"last hour(?::| \() ?([1-9]\d*) samples?", page)
+    assert len(sampled) == len(LANE_NAMES), page
+    folded = page[page.index('<details class="doctor-fine">'):page.index("</details>")]
+    assert "beat leader" in folded
+    oks = [f for f in findings if f["status"] == "ok"]
+    assert f"{len(oks)} checks ok" in folded
 
     live.stop("bulk")
     try:
@@ -185,6 +196,26 @@ def test_doctor_judges_each_periodic_entry():
     assert "over 0:01:00 ago" in _entry_finding(findings, "missed")["saw"]
     assert _entry_finding(findings, "switched off")["status"] == "warn"
     assert "entry missed" in error
+
+
+def test_an_entry_s_last_run_has_one_truth_on_the_ops_page_and_in_doctor(admin_client):
+    sent = timezone.now() - timedelta(seconds=20)
+    _entry("sent once", last_run_at=sent)
+    _entry("never sent")
+    findings, _ = _doctor()
+    assert f"last sent {sent:%Y-%m-%d %H:%M} UTC" in _entry_finding(findings, "sent once")["saw"]
+    assert "not sent yet" in _entry_finding(findings, "never sent")["saw"]
+    assert "last sent" not in _entry_finding(findings, "never sent")["saw"]
+    schedules = {entry["name"]: entry for entry in lanes_status()["schedules"]}
+    assert schedules["sent once"]["last_run_at"] == sent.isoformat()
+    assert schedules["never sent"]["last_run_at"] is None
+    # On the page: the failing entry leads the doctor table, the schedules table agrees with it.
+    _entry("missed", last_run_at=timezone.now() - timedelta(hours=1))
+    forget_findings()
+    page = admin_client.get("/ops/").content.decode()
+    attention = page[page.index('id="doctor"'):page.index('<details class="doctor-fine">')]
+    assert 'data-check="entry missed"' in attention
+    assert "<td>not yet</td>" in page
 
 
 def test_doctor_warns_of_a_crontab_hour_that_daylight_saving_skips_or_repeats():

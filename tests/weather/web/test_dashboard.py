@@ -7,8 +7,8 @@ from django.test import Client
 from django.utils import timezone
 
 from tests.factories import make_cities, make_city
+from weather.charts import sparkline_points
 from weather.models import WeatherData
-from weather.web.charts import sparkline_points
 
 pytestmark = pytest.mark.integration
 

@@ -94,16 +94,18 @@ def entries(context: Context) -> Iterator[Finding]:
             problems.append("no expiry: a backlog would run stale copies")
         elif interval and task.expire_seconds > interval.total_seconds():
             problems.append(f"expires after {task.expire_seconds} s, longer than its {interval} interval")
-        last = task.last_run_at or task.date_changed
-        if interval and last and now - last > interval + SLACK:
-            yield _finding(check, FAIL, f"last sent {last:%Y-%m-%d %H:%M} UTC, over {interval} ago",
+        # One truth with /ops/'s schedules table: "last sent" is the entry's last_run_at, nothing else.
+        sent = (f"last sent {task.last_run_at:%Y-%m-%d %H:%M} UTC" if task.last_run_at
+                else f"not sent yet (entry changed {task.date_changed:%Y-%m-%d %H:%M} UTC)")
+        due_since = task.last_run_at or task.date_changed
+        if interval and due_since and now - due_since > interval + SLACK:
+            yield _finding(check, FAIL, f"{sent}, over {interval} ago",
                            "is a beat alive and leading (above)? then look at the beat log for this entry")
             continue
         if problems:
             yield _finding(check, WARN, "; ".join(problems), "set expire_seconds below the interval in the admin")
         else:
-            yield _finding(check, OK, f"to lane {lane}, every {interval or task.schedule}, "
-                                      f"last sent {last:%Y-%m-%d %H:%M} UTC" if last else f"to lane {lane}")
+            yield _finding(check, OK, f"to lane {lane}, every {interval or task.schedule}, {sent}")
 
 
 def _dst_hours(zone: str, year: int) -> tuple[set[int], set[int]]:

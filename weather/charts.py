@@ -1,4 +1,4 @@
-"""Server-rendered sparklines: a temperature history as SVG polyline points, and the range it spans."""
+"""Server-rendered charts: a temperature history as SVG polyline points and its range; bars for counts."""
 
 from __future__ import annotations
 
@@ -32,3 +32,9 @@ def value_range(history: Sequence[tuple[datetime, float]], decimals: int) -> str
     values = [value for _, value in history]
     low, high = min(values), max(values)
     return f"{low:.{decimals}f}" if low == high else f"{low:.{decimals}f} \u2013 {high:.{decimals}f}"
+
+
+def bar_heights(values: Sequence[int], height: int = 30) -> list[int]:
+    """Each value as a bar's height in a box `height` tall, the largest filling it (all 0 when none is above 0)."""
+    top = max(values, default=0)
+    return [round(value / top * height) if top else 0 for value in values]
