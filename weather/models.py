@@ -310,6 +310,9 @@ class LaneSample(models.Model):
     depth = models.PositiveIntegerField()
     # Unknown on the filesystem transport: no sample, not a 0.
     consumers = models.PositiveIntegerField(null=True, blank=True)
+    # The lane's queue-wait histogram so far, cumulative {upper bound: count}, where the beat sees the
+    # pools' metric files (null where it does not): two samples' difference is that minute's waits.
+    wait_buckets = models.JSONField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["lane", "sampled_at"], name="lane_sample_lane_time")]

@@ -10,7 +10,7 @@ from django.views.decorators.http import require_safe
 
 from routing.broker import BrokerUnavailableError
 from weather.charts import bar_heights, sparkline_points
-from weather.lanesamples import lane_history
+from weather.lanesamples import lane_history, wait_p95_per_minute
 
 from .doctor.checkup import recent_findings
 from .doctor.findings import OK, SEVERITY
@@ -41,9 +41,13 @@ def ops(request: HttpRequest) -> HttpResponse:
     for lane in status["lanes"]:
         history = lane_history(lane["lane"], since)
         lane["samples"] = len(history)
-        lane["depth_points"] = sparkline_points([(at, depth) for at, depth, _ in history])
-        lane["consumer_points"] = sparkline_points([(at, consumers) for at, _, consumers in history
-                                                    if consumers is not None])
+        lane["depth_points"] = sparkline_points([(s.sampled_at, s.depth) for s in history])
+        lane["consumer_points"] = sparkline_points([(s.sampled_at, s.consumers) for s in history
+                                                    if s.consumers is not None])
+        waits = wait_p95_per_minute(history)
+        lane["wait_points"] = sparkline_points(waits)
+        lane["wait_shared"] = any(s.wait_buckets is not None for s in history)
+        lane["wait_p95_max"] = max((p95 for _, p95 in waits), default=None)
         lane["throughput_bars"] = [{"x": index * BAR_STEP, "y": CHART_HEIGHT - height, "height": height, "count": count}
                                    for index, (height, count) in enumerate(zip(
                                        bar_heights(lane["throughput"], CHART_HEIGHT), lane["throughput"], strict=True))]

@@ -27,8 +27,9 @@ from tools.harness import ROOT, purge_lanes, wait_for
 from tools.rabbit_alarm import memory_alarm
 from weather.models import BeatHeartbeat, LaneSample, TaskAttempt
 from weather.ops.doctor.checkup import forget_findings
-from weather.ops.doctor.slowness import _recent_near_limit_runs, histogram_quantiles
+from weather.ops.doctor.slowness import _recent_near_limit_runs
 from weather.ops.status import lanes_status
+from weather.sharedmetrics import histogram_quantiles
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.django_db(transaction=True)

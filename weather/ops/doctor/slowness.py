@@ -10,13 +10,12 @@ from datetime import timedelta
 
 from django.conf import settings
 from django.utils import timezone
-from prometheus_client import CollectorRegistry, multiprocess
-from prometheus_client.samples import Sample
 
 from routing import DEAD_LETTER_QUEUE, LANE_NAMES
 from routing.broker import queue_states
 from weather.models import ProviderQuota, TaskAttempt
 from weather.quota import Consumer, QuotaLimits, usage
+from weather.sharedmetrics import histogram_quantiles, lane_histograms, shared_samples
 from workers.pools import NEAR_LIMIT_SHARE, load_pools
 
 from .findings import OK, STUCK_OR_SLOW, WARN, Context, Finding
@@ -31,44 +30,13 @@ def _finding(check: str, status: str, saw: str, todo: str = "") -> Finding:
     return Finding(STUCK_OR_SLOW, check, status, saw, todo)
 
 
-def histogram_quantiles(samples: dict[float, float], quantiles: tuple[float, ...]) -> list[float | None]:
-    """Quantiles estimated from cumulative bucket counts {upper bound: count} (the bound reached)."""
-    total = samples.get(float("inf"), 0.0)
-    if not total:
-        return [None for _ in quantiles]
-    bounds = sorted(samples)
-    return [next(bound for bound in bounds if samples[bound] >= q * total) for q in quantiles]
-
-
-def _shared_samples(*families: str) -> Iterator[tuple[str, Sample]]:
-    """Samples of the named metric families, read from every process's metric files."""
-    registry = CollectorRegistry()
-    multiprocess.MultiProcessCollector(registry)
-    for family in registry.collect():
-        if family.name in families:
-            for sample in family.samples:
-                yield family.name, sample
-
-
-def _lane_histograms() -> dict[str, dict[str, dict[float, float]]]:
-    """Cumulative buckets of queue wait and run time per lane, summed over every process's metric files."""
-    found: dict[str, dict[str, dict[float, float]]] = {}
-    for family, sample in _shared_samples("f_brain_task_queue_wait_seconds", "f_brain_task_runtime_seconds"):
-        if sample.name.endswith("_bucket"):
-            kind = "wait" if "wait" in family else "run"
-            buckets = found.setdefault(sample.labels["lane"], {}).setdefault(kind, {})
-            bound = float(sample.labels["le"])
-            buckets[bound] = buckets.get(bound, 0.0) + sample.value
-    return found
-
-
 def wait_against_run(context: Context) -> Iterator[Finding]:
     """Per lane, p50/p95 of queue wait against the lane's wait budget (and run time, for the reader)."""
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         yield _finding("queue wait", WARN, "no metrics shared between processes (PROMETHEUS_MULTIPROC_DIR unset)",
                        "set PROMETHEUS_MULTIPROC_DIR to a directory web and workers share")
         return
-    histograms = _lane_histograms()
+    histograms = lane_histograms()
     pools = load_pools()
     for lane in LANE_NAMES:
         waits = histogram_quantiles(histograms.get(lane, {}).get("wait", {}), (0.5, 0.95))
@@ -92,7 +60,7 @@ def wait_against_run(context: Context) -> Iterator[Finding]:
 def _recent_near_limit_runs(since: float) -> dict[str, list[tuple[float, str]]]:
     """Per lane, (when, task) of the tasks whose last run close to the soft limit ended after `since` (epoch s)."""
     recent: dict[str, list[tuple[float, str]]] = {}
-    for _, sample in _shared_samples("f_brain_task_near_soft_limit_last_seconds"):
+    for _, sample in shared_samples("f_brain_task_near_soft_limit_last_seconds"):
         if sample.value >= since:
             recent.setdefault(sample.labels["lane"], []).append((sample.value, sample.labels["task"]))
     return recent
@@ -101,7 +69,7 @@ def _recent_near_limit_runs(since: float) -> dict[str, list[tuple[float, str]]]:
 def _near_limit_counts() -> dict[tuple[str, str], tuple[float, str]]:
     """Per (lane, task), runs close to the soft limit since the metrics were reset, and the limit last seen."""
     counts: dict[tuple[str, str], tuple[float, str]] = {}
-    for _, sample in _shared_samples("f_brain_task_near_soft_limit"):
+    for _, sample in shared_samples("f_brain_task_near_soft_limit"):
         if sample.name.endswith("_total") and sample.value:
             key = (sample.labels["lane"], sample.labels["task"])
             total = counts.get(key, (0.0, ""))[0] + sample.value
