@@ -39,50 +39,44 @@ def wait_p95(lane: str, window: str = "10m") -> str:
     return f'histogram_quantile(0.95, sum by (le) (rate({WAIT_BUCKETS}{{lane="{lane}"}}[{window}])))'
 
 
+def rule(alert: str, expr: str, wait: str | None, severity: str, summary: str, description: str,
+         **labels: str) -> dict:
+    """One alerting rule as Prometheus reads it; `wait` is its `for` (None: it fires at once)."""
+    return {"alert": alert, "expr": expr, **({"for": wait} if wait else {}),
+            "labels": {**labels, "severity": severity},
+            "annotations": {"summary": summary, "description": description}}
+
+
 def lane_rules(pool: Pool) -> list[dict]:
     """The alerts of each lane the pool consumes."""
     rules = []
     for lane in pool.queues:
         selector = f'{{lane="{lane}"}}'
-        labels = {"lane": lane}
         capacity = pool.max_replicas * pool.replica_capacity
-        rules.append({
-            "alert": "FBrainLaneBacklogBeyondCapacity", "expr": f"{DEPTH}{selector} > {capacity}", "for": "10m",
-            "labels": {**labels, "severity": "warning"},
-            "annotations": {
-                "summary": f"{lane}: more messages waiting than {pool.max_replicas} replicas can take ({capacity})",
-                "description": f"The {lane} backlog ({{{{ $value }}}}) is beyond what the pool takes at its largest "
-                               f"({pool.max_replicas} replicas x {pool.concurrency} slots x prefetch "
-                               f"{pool.prefetch_multiplier}): raise WORKER_{pool.name.upper()}_MAX_REPLICAS or find "
-                               "what floods the lane (/ops/)."}})
-        rules.append({
-            "alert": "FBrainLaneWaitOverBudget", "expr": f"{wait_p95(lane)} > {pool.wait_budget_s}", "for": "10m",
-            "labels": {**labels, "severity": "warning"},
-            "annotations": {
-                "summary": f"{lane}: tasks wait longer than {pool.wait_budget_s} s before they start (p95)",
-                "description": f"Queue wait p95 on {lane} is {{{{ $value | humanizeDuration }}}}: too few slots or "
-                               f"replicas for the load (WORKER_{pool.name.upper()}_CONCURRENCY), or a backlog burst."}})
         if pool.min_replicas >= 1:
-            no_consumer = f"{CONSUMERS}{selector} == 0"
-            wait_for, severity = "2m", "critical"
+            no_consumer, wait, severity = f"{CONSUMERS}{selector} == 0", "2m", "critical"
             why = "the pool never scales to zero, so no worker consumes it at all"
         else:
-            no_consumer = f"{CONSUMERS}{selector} == 0 and {DEPTH}{selector} > 0"
-            wait_for, severity = "5m", "warning"
+            no_consumer, wait, severity = f"{CONSUMERS}{selector} == 0 and {DEPTH}{selector} > 0", "5m", "warning"
             why = "messages wait and no worker has come up for them (scaled to zero and not scaling up?)"
-        rules.append({
-            "alert": "FBrainLaneNoConsumers", "expr": no_consumer, "for": wait_for,
-            "labels": {**labels, "severity": severity},
-            "annotations": {"summary": f"{lane}: no consumer", "description": f"The {lane} queue has no consumer: "
-                            f"{why}. `python manage.py doctor` names the pool and what it last said."}})
-        rules.append({
-            "alert": "FBrainLaneNearSoftLimit",
-            "expr": f"sum by (lane, task) (increase({NEAR_SOFT_LIMIT}{selector}[1h])) > 0",
-            "labels": {**labels, "severity": "warning"},
-            "annotations": {
-                "summary": f"{lane}: runs came close to the {pool.soft_time_limit} s soft limit",
-                "description": "{{ $labels.task }} took most of its soft time limit in the last hour: the next "
-                               "slow provider or database turns it into a time-out."}})
+        rules += [
+            rule("FBrainLaneBacklogBeyondCapacity", f"{DEPTH}{selector} > {capacity}", "10m", "warning",
+                 f"{lane}: more messages waiting than {pool.max_replicas} replicas can take ({capacity})",
+                 f"The {lane} backlog ({{{{ $value }}}}) is beyond what the pool takes at its largest "
+                 f"({pool.max_replicas} replicas x {pool.concurrency} slots x prefetch {pool.prefetch_multiplier}): "
+                 f"raise WORKER_{pool.name.upper()}_MAX_REPLICAS or find what floods the lane (/ops/).", lane=lane),
+            rule("FBrainLaneWaitOverBudget", f"{wait_p95(lane)} > {pool.wait_budget_s}", "10m", "warning",
+                 f"{lane}: tasks wait longer than {pool.wait_budget_s} s before they start (p95)",
+                 f"Queue wait p95 on {lane} is {{{{ $value | humanizeDuration }}}}: too few slots or replicas for "
+                 f"the load (WORKER_{pool.name.upper()}_CONCURRENCY), or a backlog burst.", lane=lane),
+            rule("FBrainLaneNoConsumers", no_consumer, wait, severity, f"{lane}: no consumer",
+                 f"The {lane} queue has no consumer: {why}. `python manage.py doctor` names the pool and what it "
+                 "last said.", lane=lane),
+            rule("FBrainLaneNearSoftLimit", f"sum by (lane, task) (increase({NEAR_SOFT_LIMIT}{selector}[1h])) > 0",
+                 None, "warning", f"{lane}: runs came close to the {pool.soft_time_limit} s soft limit",
+                 "{{ $labels.task }} took most of its soft time limit in the last hour: the next slow provider "
+                 "or database turns it into a time-out.", lane=lane),
+        ]
     return rules
 
 
@@ -93,28 +87,22 @@ def deployment_rules() -> list[dict]:
 
     others = "|".join(OWN_ALERT_CHECKS)
     return [
-        {"alert": "FBrainDoctorFailing", "expr": f'{DOCTOR}{{check!~"{others}"}} == {FAIL}', "for": "5m",
-         "labels": {"severity": "warning"},
-         "annotations": {"summary": "doctor: {{ $labels.check }} fails ({{ $labels.symptom }})",
-                         "description": "`python manage.py doctor` (or /ops/) says what it saw and what to do."}},
-        {"alert": "FBrainBeatStale", "expr": f"{doctor('beat alive')} == {FAIL}", "for": "2m",
-         "labels": {"severity": "critical"},
-         "annotations": {"summary": "no beat is ticking: periodic refreshes and the cleanup are not sent",
-                         "description": "No beat heartbeat within twice its lease. Start `python -m workers beat` "
-                                        "(any number may run; one leads)."}},
-        {"alert": "FBrainBrokerAlarm", "expr": f"{doctor('broker alarm')} == {FAIL}", "for": "1m",
-         "labels": {"severity": "critical"},
-         "annotations": {"summary": "RabbitMQ blocks publishers (memory or disk alarm)",
-                         "description": "Clicks answer 503 until it clears; `rabbitmq-diagnostics alarms` says "
-                                        "which."}},
-        {"alert": "FBrainDeadLetters", "expr": f"{doctor('dead letters')} >= 1", "for": "5m",
-         "labels": {"severity": "warning"},
-         "annotations": {"summary": "messages failed for good and wait in the dead-letter queue",
-                         "description": "`python manage.py deadletters list`, then replay or drop them."}},
-        {"alert": "FBrainBrokerUnreachable", "expr": f"{BROKER_UP} == 0", "for": "2m",
-         "labels": {"severity": "critical"},
-         "annotations": {"summary": "the web role cannot reach RabbitMQ", "description": "Nothing is enqueued: "
-                         "clicks answer 503. `python manage.py doctor` names the node and the error."}},
+        rule("FBrainDoctorFailing", f'{DOCTOR}{{check!~"{others}"}} == {FAIL}', "5m", "warning",
+             "doctor: {{ $labels.check }} fails ({{ $labels.symptom }})",
+             "`python manage.py doctor` (or /ops/) says what it saw and what to do."),
+        rule("FBrainBeatStale", f"{doctor('beat alive')} == {FAIL}", "2m", "critical",
+             "no beat is ticking: periodic refreshes and the cleanup are not sent",
+             "No beat heartbeat within twice its lease. Start `python -m workers beat` (any number may run; one "
+             "leads)."),
+        rule("FBrainBrokerAlarm", f"{doctor('broker alarm')} == {FAIL}", "1m", "critical",
+             "RabbitMQ blocks publishers (memory or disk alarm)",
+             "Clicks answer 503 until it clears; `rabbitmq-diagnostics alarms` says which."),
+        rule("FBrainDeadLetters", f"{doctor('dead letters')} >= 1", "5m", "warning",
+             "messages failed for good and wait in the dead-letter queue",
+             "`python manage.py deadletters list`, then replay or drop them."),
+        rule("FBrainBrokerUnreachable", f"{BROKER_UP} == 0", "2m", "critical",
+             "the web role cannot reach RabbitMQ",
+             "Nothing is enqueued: clicks answer 503. `python manage.py doctor` names the node and the error."),
     ]
 
 
