@@ -9,7 +9,7 @@ from typing import Any
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from .env import env_bool, env_int, env_str
+from envvars import env_bool, env_int, env_str
 
 # Checked in this order; the first one set is the broker. CELERY_BROKER_URL is the project's
 # own; RABBITMQ_URL is what docker-compose and most RabbitMQ add-ons set; CLOUDAMQP_URL is

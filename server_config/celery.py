@@ -9,6 +9,7 @@ from django.conf import settings
 from django.db import close_old_connections
 
 from workers.liveness import TouchLivenessFile
+from workers.pools import current_pool
 
 from .logsetup import configure
 from .telemetry import start_tracing, stop_tracing
@@ -45,9 +46,6 @@ def keep_database_connections(task: Any = None, **_: Any) -> None:
 @signals.worker_process_init.connect
 def trace_pool_child(**_: Any) -> None:
     """Each prefork child traces on its own (an export thread does not survive the fork)."""
-    # Here, not at the top: workers.pools reads server_config.env, whose package loads this module.
-    from workers.pools import current_pool
-
     pool = current_pool()
     start_tracing(f"worker-{pool.name if pool else 'default'}")
 

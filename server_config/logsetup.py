@@ -7,9 +7,8 @@ import logging.config
 
 from django.core.exceptions import ImproperlyConfigured
 
+from envvars import env_str
 from weather.logcontext import FIELDS
-
-from .env import env_str
 
 LOG_FORMATS = ("text", "json")
 

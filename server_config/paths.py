@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .env import env_str
+from envvars import env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # What `collectstatic` writes beside the files: the hashed names, for the build, never for clients.

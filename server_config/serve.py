@@ -20,7 +20,8 @@ from granian import Granian
 from granian.constants import HTTPModes, Interfaces
 from granian.http import HTTP1Settings
 
-from .env import env_int, env_str
+from envvars import env_int, env_str
+
 from .logsetup import from_environment
 from .paths import BASE_DIR, static_collected
 

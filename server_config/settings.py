@@ -10,12 +10,12 @@ from csp.constants import NONE, SELF
 from django.core.exceptions import ImproperlyConfigured
 
 import routing
+from envvars import env_bool, env_float, env_int, env_list, env_str
 from routing import broker as routing_broker
 from weather import provider, schedules
 from workers.pools import current_pool
 
 from . import backing, logsetup, paths
-from .env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = paths.BASE_DIR
 VAR_DIR = paths.var_dir()

@@ -7,9 +7,9 @@ import os
 import shlex
 import sys
 
+from envvars import env_str
 from routing import DEFAULT_GENERATION
 from routing.broker import BrokerUnavailableError, detect_generation
-from server_config.env import env_str
 
 from .command import beat_argv, worker_argv, worker_environment
 from .k8s import render_k8s

@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from django.core.exceptions import ImproperlyConfigured
 
 from routing import BULK, INTERACTIVE, LANE_NAMES, LANES, MAINTENANCE
-from server_config.env import parse_bool, parse_int
+from envvars import parse_bool, parse_int
 
 # A worker serves what it has prefetched in arrival order, whatever the priorities:
 # on a priority lane only prefetch 1 lets RabbitMQ's ordering decide what runs next.

@@ -10,8 +10,8 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from envvars import parse_bool, parse_int
 from routing import BULK, LANE_NAMES
-from server_config.env import parse_bool, parse_int
 from tools import simulator
 from tools.harness import ROOT
 from weather import provider, schedules

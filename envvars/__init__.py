@@ -1,4 +1,4 @@
-"""Typed access to environment variables, so every setting is read and validated in one way."""
+"""Typed access to environment variables: every setting read and validated one way; imports nothing of the project."""
 
 from __future__ import annotations
 
