@@ -14,6 +14,7 @@ from kombu import Producer
 from pytest_django.live_server_helper import LiveServer
 
 from routing import BrokerGeneration
+from tests import fence
 from tools.harness import Simulator, WorkerPools, purge_lanes, worker_env
 from tools.simulator import SimulatorServer, start_in_thread
 from weather import dbfunctions, dispatch, refresh
@@ -27,8 +28,35 @@ def require(missing: str | None, what: str) -> None:
         pytest.skip(f"{what} cannot run here: {missing}")
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """Markers are enforced: the fence fails a test that reaches a service or a process its markers do not admit."""
+    fence.install()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    fence.enter(item)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Fail a test that went through the fence even where its own code caught the refusal."""
+    result = yield
+    if fence.FENCE.violations:
+        raise pytest.fail.Exception("\n".join(fence.FENCE.violations), pytrace=False)
+    return result
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_teardown(item: pytest.Item) -> None:
+    # Session fixtures (the pools, the simulator) end in whichever test runs last.
+    fence.leave()
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests that need RabbitMQ 4 are skipped on a run whose broker is another generation."""
+    """Database tests are `integration` (before `-m` selects); tests that need RabbitMQ 4 skip on another generation."""
+    fence.mark_database_tests(items)
     if settings.RABBITMQ_GENERATION is BrokerGeneration.RABBITMQ_4:
         return
     skip = pytest.mark.skip(reason="needs RabbitMQ 4: scripts/test runs it in its RabbitMQ 4 pass")

@@ -1,4 +1,4 @@
-"""Every module imports first, in a fresh interpreter: no import cycle hides behind the order a process happens to use."""
+"""Every module imports first, in a fresh interpreter: no import cycle hides behind the order a process uses."""
 
 from __future__ import annotations
 
@@ -76,18 +76,21 @@ def import_each_first(modules: list[str], django_setup: bool) -> dict[str, str]:
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.subprocess
 def test_every_module_below_django_imports_first_without_django_set_up() -> None:
     modules = [m for package in PLAIN_PACKAGES for m in modules_of(package) if not needs_apps(m)]
     assert {"envvars", "routing.lanes", "workers.pools", "server_config.settings"} <= set(modules)
     assert import_each_first(modules, django_setup=False) == {}
 
 
+@pytest.mark.subprocess
 def test_every_module_that_needs_the_app_registry_imports_first_once_django_is_set_up() -> None:
     modules = [m for m in [*modules_of("weather"), *modules_of("server_config")] if needs_apps(m)]
     assert {"weather.models", "weather.tasks", "server_config.urls"} <= set(modules)
     assert import_each_first(modules, django_setup=True) == {}
 
 
+@pytest.mark.subprocess
 def test_the_launcher_lists_pools_without_loading_the_celery_app_or_the_domain() -> None:
     probe = (
         "import contextlib, io, json, sys\n"

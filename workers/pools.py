@@ -10,8 +10,8 @@ from dataclasses import dataclass, fields
 
 from django.core.exceptions import ImproperlyConfigured
 
-from routing import BULK, INTERACTIVE, LANE_NAMES, LANES, MAINTENANCE
 from envvars import parse_bool, parse_int
+from routing import BULK, INTERACTIVE, LANE_NAMES, LANES, MAINTENANCE
 
 # A worker serves what it has prefetched in arrival order, whatever the priorities:
 # on a priority lane only prefetch 1 lets RabbitMQ's ordering decide what runs next.

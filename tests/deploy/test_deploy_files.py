@@ -131,6 +131,7 @@ def _compose_v2_installed() -> bool:
         ["docker", "compose", "version"], capture_output=True).returncode == 0
 
 
+@pytest.mark.integration
 @pytest.mark.skipif(not _compose_v2_installed() and not os.environ.get("CI"),
                     reason="Compose v2 is installed by .ci/run (scripts/docker-engine; required there)")
 def test_compose_file_validates_with_a_real_parser(tmp_path):

@@ -76,6 +76,7 @@ def _keda_validate(folder: Path, objects: list[dict]) -> subprocess.CompletedPro
                           text=True, timeout=60)
 
 
+@pytest.mark.integration
 def test_keda_objects_validate_against_kedas_published_models(keda_models):
     objects = _objects("ScaledObject") + _objects("TriggerAuthentication")
     assert len(_objects("ScaledObject")) == len(load_pools({}))

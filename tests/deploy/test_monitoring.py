@@ -68,6 +68,7 @@ def promtool() -> str:
     return path
 
 
+@pytest.mark.integration
 def test_promtool_accepts_the_rules(promtool):
     done = subprocess.run([promtool, "check", "rules", str(monitoring.ALERTS_PATH)], capture_output=True, text=True,
                           timeout=60)
@@ -81,6 +82,7 @@ def _series(name: str, labels: dict[str, str], values: str) -> dict:
     return {"series": f"{name}{{{rendered}}}", "values": values}
 
 
+@pytest.mark.integration
 def test_promtool_fires_what_should_fire_and_nothing_else(promtool, tmp_path):
     pools = load_pools({})
     bulk = pools["bulk"]
@@ -171,6 +173,7 @@ def _type_check(folder: Path, board: dict) -> subprocess.CompletedProcess:
                           cwd=folder, capture_output=True, text=True, timeout=120)
 
 
+@pytest.mark.integration
 def test_the_dashboard_is_a_grafana_dashboard(grafana_schema):
     board = json.loads(monitoring.DASHBOARD_PATH.read_text())
     done = _type_check(grafana_schema, board)

@@ -20,6 +20,7 @@ def manage(*args: str, **env: str) -> subprocess.CompletedProcess:
                           env={**BASE, **env}, timeout=60)
 
 
+@pytest.mark.subprocess
 def test_production_settings_pass_the_deploy_check_with_no_warning():
     done = manage("check", "--deploy", "--fail-level", "WARNING", SECRET_KEY=STRONG_KEY,
                   ALLOWED_HOSTS="weather.example.org")
@@ -44,6 +45,7 @@ def test_production_settings_pass_the_deploy_check_with_no_warning():
           "RABBITMQ_URL": "amqp://guest:guest@rabbitmq:5672/"}, "guest account"),
     ],
 )
+@pytest.mark.subprocess
 def test_unsafe_production_settings_refuse_to_start(env, message):
     done = manage("check", **env)
     assert done.returncode != 0
