@@ -1,4 +1,4 @@
-"""`python -m workers run <pool> | beat | list | broker-generation`: the one launcher the Procfile and compose call."""
+"""`python -m workers run <pool> | beat | list | alive | render | broker-generation`: every platform's launcher."""
 
 from __future__ import annotations
 
@@ -6,16 +6,17 @@ import argparse
 import os
 import shlex
 import sys
+from pathlib import Path
 
 from envvars import env_str
 from routing import DEFAULT_GENERATION
 from routing.broker import BrokerUnavailableError, detect_generation
 
 from .command import beat_argv, worker_argv, worker_environment
-from .k8s import render_k8s
 from .liveness import alive
-from .monitoring import render_monitoring
 from .pools import PoolConfigError, load_pools
+from .render import ALL, TARGETS, render
+from .render.files import RenderError
 
 
 def _exec(argv: list[str], extra_env: dict[str, str], dry_run: bool, nice: int = 0) -> int:
@@ -74,11 +75,12 @@ def main(argv: list[str] | None = None) -> int:
     alive_parser.add_argument("pool")
     sub.add_parser("broker-generation", help="print the configured broker's RabbitMQ generation (3 or 4), for "
                                             "RABBITMQ_GENERATION")
-    render = sub.add_parser("render", help="write what deploys and watches the pools (k8s: deploy/k8s/; monitoring: "
-                                           "deploy/prometheus/alerts.yml, deploy/grafana/f-brain.json)")
-    render.add_argument("target", choices=["k8s", "monitoring"])
-    render.add_argument("--out", default=None, help="k8s: folder to write to (default deploy/k8s/)")
-    render.add_argument("--check", action="store_true", help="exit 1 naming any file that differs instead")
+    render_parser = sub.add_parser("render", help="write what deploys and watches the pools from the registry: the "
+                                                  "Procfile, compose's worker services, .env.example's pool lines, "
+                                                  "the README's lane table, deploy/k8s/, alert rules and dashboard")
+    render_parser.add_argument("target", choices=[ALL, *TARGETS])
+    render_parser.add_argument("--out", default=None, help="k8s: folder to write to (default deploy/k8s/)")
+    render_parser.add_argument("--check", action="store_true", help="exit 1 naming any file that differs instead")
     args = parser.parse_args(argv)
 
     if args.command == "broker-generation":
@@ -93,10 +95,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.command == "alive":
         return 0 if alive(args.pool) else 1
-    if args.command == "render" and args.target == "monitoring":
-        return render_monitoring(pools, check=args.check)
     if args.command == "render":
-        return render_k8s(pools, args.out, check=args.check)
+        try:
+            return render(args.target, pools, check=args.check, out=Path(args.out) if args.out else None)
+        except RenderError as error:
+            print(f"workers: {error}", file=sys.stderr)
+            return 2
     quiet = env_str("LOG_FORMAT", "text") == "json"
     if args.command == "beat":
         return _exec(beat_argv(args.loglevel, quiet), {}, args.dry_run)

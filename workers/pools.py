@@ -80,6 +80,11 @@ class Pool:
             object.__setattr__(self, "queues", (self.name,))
 
     @property
+    def stop_grace_s(self) -> int:
+        """Seconds the platform waits after SIGTERM before it kills: the drain, and ten more for the process to exit."""
+        return self.drain_seconds + 10
+
+    @property
     def replica_capacity(self) -> int:
         """Messages one replica takes off its queue at once: a slot's running task and its prefetch."""
         return self.concurrency * self.prefetch_multiplier

@@ -20,8 +20,8 @@ import yaml
 
 from server_config.serve import GRACEFUL_STOP_S
 from tools.harness import ROOT
-from workers import k8s
 from workers.pools import load_pools
+from workers.render import k8s
 
 KUBERNETES_VERSION = "1.31.0"
 KEDA_PACKAGE = ROOT / "tests" / "deploy" / "keda"

@@ -20,8 +20,8 @@ from django.test import Client
 
 from tests.conftest import require
 from weather.instrumentation import TASK_METRICS
-from workers import monitoring
 from workers.pools import load_pools
+from workers.render import monitoring
 
 GRAFANA_PACKAGE = Path(__file__).parent / "grafana"
 

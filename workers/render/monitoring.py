@@ -12,10 +12,9 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from .pools import Pool
-from .rendering import write_or_check
+from ..pools import Pool
+from .files import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 ALERTS_PATH = ROOT / "deploy" / "prometheus" / "alerts.yml"
 DASHBOARD_PATH = ROOT / "deploy" / "grafana" / "f-brain.json"
 HEADER = ("# Rendered by `python -m workers render monitoring` from workers/pools.py; do not edit by hand:\n"
@@ -175,8 +174,3 @@ def render(pools: dict[str, Pool]) -> dict[Path, str]:
         ALERTS_PATH: HEADER + yaml.safe_dump(alert_rules(pools), sort_keys=False, width=120),
         DASHBOARD_PATH: json.dumps(dashboard(pools), indent=2) + "\n",
     }
-
-
-def render_monitoring(pools: dict[str, Pool], check: bool = False) -> int:
-    """Write the alert rules and the dashboard (or, with `check`, exit 1 naming what differs)."""
-    return write_or_check(render(pools), "python -m workers render monitoring", check)

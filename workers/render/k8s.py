@@ -16,10 +16,9 @@ from pathlib import Path
 
 from routing import DEFAULT_GENERATION
 
-from .pools import Pool
-from .rendering import write_or_check
+from ..pools import Pool
+from .files import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = ROOT / "deploy" / "k8s"
 EDGE_TEMPLATE = ROOT / "deploy" / "nginx" / "default.conf.template"
 HEADER = ("# Rendered by `python -m workers render k8s` from workers/pools.py and deploy/nginx/;\n"
@@ -116,7 +115,7 @@ def pool_manifests(pool: Pool) -> list[dict]:
     return [
         # On SIGTERM Celery's warm shutdown lets running tasks finish; the pod is killed
         # only after drain_seconds and ten more for the process to exit.
-        _deployment(name, component, [worker], pool.drain_seconds + 10),
+        _deployment(name, component, [worker], pool.stop_grace_s),
         _pdb(name, component, maxUnavailable=1),
         {
             "apiVersion": "keda.sh/v1alpha1", "kind": "ScaledObject", "metadata": _meta(name, component),
@@ -231,8 +230,7 @@ def render(pools: Iterable[Pool]) -> dict[str, str]:
             for name, objects in manifests(pools).items()}
 
 
-def render_k8s(pools: dict[str, Pool], out: str | None = None, check: bool = False) -> int:
-    """Write the manifests (or, with `check`, exit 1 naming those that differ from what is written)."""
-    folder = Path(out) if out else DEFAULT_OUT
-    return write_or_check({folder / name: text for name, text in render(pools.values()).items()},
-                          "python -m workers render k8s", check)
+def files(pools: dict[str, Pool], out: Path | None = None) -> dict[Path, str]:
+    """Each manifest file's path (under deploy/k8s/, or `out`) and its text."""
+    folder = out or DEFAULT_OUT
+    return {folder / name: text for name, text in render(pools.values()).items()}
