@@ -20,6 +20,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     (STUCK_OR_SLOW, slowness.provider),
     (NOT_TRIGGERED, periodic.beat_alive),
     (NOT_TRIGGERED, periodic.entries),
+    (NOT_TRIGGERED, periodic.code_and_database),
     (NOT_TRIGGERED, periodic.timezones),
 )
 

@@ -14,6 +14,7 @@ from django_celery_beat.models import PeriodicTask
 
 from routing.routes import UnroutedTaskError, lane_for
 from weather.models import BeatHeartbeat, BeatLease
+from weather.schedulesync import differences
 
 from .findings import FAIL, NOT_TRIGGERED, OK, WARN, Context, Finding
 
@@ -106,6 +107,17 @@ def entries(context: Context) -> Iterator[Finding]:
             yield _finding(check, WARN, "; ".join(problems), "set expire_seconds below the interval in the admin")
         else:
             yield _finding(check, OK, f"to lane {lane}, every {interval or task.schedule}, {sent}")
+
+
+def code_and_database(context: Context) -> Iterator[Finding]:
+    """The database holds the entries weather/schedules.py declares (beat seeds missing ones, never overwrites)."""
+    found = differences()
+    if not found:
+        yield _finding("entries match the code", OK, "the database holds weather/schedules.py's entries")
+        return
+    yield _finding("entries match the code", WARN, "; ".join(difference.describe() for difference in found),
+                   "`manage.py schedules` shows them; `manage.py schedules --apply` writes the code's "
+                   "(or make the admin's change in weather/schedules.py)")
 
 
 def _dst_hours(zone: str, year: int) -> tuple[set[int], set[int]]:
