@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 from .lanes import BULK, INTERACTIVE, LANE_NAMES, MAINTENANCE
@@ -44,6 +45,18 @@ def lane_for(task_name: str) -> str:
     if lane not in LANE_NAMES:
         raise UnroutedTaskError(f"task {task_name!r} is routed to undeclared lane {lane!r}")
     return lane
+
+
+def lane_of_message(task_name: str, delivery_info: Mapping[str, Any] | None) -> str:
+    """The lane a delivered message came from: its task's route, else the lane its routing key ends with.
+
+    Not the routing key alone: a message that came back through Celery's native delayed
+    delivery (a countdown retry on a quorum lane) carries ``<delay bits>.<lane>``.
+    """
+    try:
+        return lane_for(task_name)
+    except UnroutedTaskError:
+        return ((delivery_info or {}).get("routing_key") or "unknown").rsplit(".", 1)[-1]
 
 
 def route_task(name: str, args: Any, kwargs: Any, options: dict, task: Any = None, **kw: Any) -> dict:

@@ -27,8 +27,8 @@ from django.db import Error, connection
 from django.utils import timezone
 
 from routing import DELIVERY_LIMIT, deployed
+from routing.routes import lane_of_message
 
-from .logcontext import lane_of
 from .models import TaskAttempt
 from .storage import delete_rows
 
@@ -76,10 +76,15 @@ class CrashLoopError(RuntimeError):
 class CrashGuardedTask(Task):
     """Base of every task: counts starts, rejects a message that crashed its worker too often."""
 
+    @property
+    def lane(self) -> str:
+        """The lane the running message came from (routing.routes.lane_of_message)."""
+        return lane_of_message(self.name, self.request.delivery_info)
+
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         request = self.request
         if not request.called_directly and self.acks_late and request.id:
-            lane = lane_of(self)
+            lane = self.lane
             if lane in deployed().quorum_lane_names:
                 # The quorum queue counts returns; on the last delivery it allows, say why
                 # and release what the message holds, rather than let the broker drop it silently.
@@ -108,7 +113,7 @@ class CrashGuardedTask(Task):
 
     def after_return(self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
         """Forget the starts of a message that ran to an end (Celery skips this for a retry)."""
-        if lane_of(self) in deployed().quorum_lane_names:
+        if self.lane in deployed().quorum_lane_names:
             return  # nothing was counted: the broker counts deliveries there
         # A row left behind is harmless; retention removes it.
         with contextlib.suppress(Error):

@@ -18,9 +18,8 @@ from typing import Any
 from celery import signals
 from prometheus_client import Counter, Gauge, Histogram, values
 
+from routing.routes import lane_of_message
 from workers.pools import NEAR_LIMIT_SHARE
-
-from .logcontext import lane_of
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Each process writes files named by its process id. Containers sharing one
@@ -64,14 +63,14 @@ def observe_queue_wait(task_id: str | None = None, task: Any = None, **_: Any) -
     if isinstance(eta, str):
         with contextlib.suppress(ValueError):
             enqueued = max(enqueued, datetime.fromisoformat(eta).timestamp())
-    QUEUE_WAIT.labels(lane_of(task)).observe(max(0.0, now - enqueued))
+    QUEUE_WAIT.labels(lane_of_message(task.name, task.request.delivery_info)).observe(max(0.0, now - enqueued))
 
 
 @signals.task_postrun.connect
 def observe_run(task_id: str | None = None, task: Any = None, state: str | None = None, **_: Any) -> None:
     """Run time and final state of one run (RETRY counts as a state of its own)."""
     started = _started.pop(task_id, None)
-    lane = lane_of(task)
+    lane = lane_of_message(task.name, task.request.delivery_info)
     if started is not None:
         elapsed = time.perf_counter() - started
         RUNTIME.labels(lane, task.name).observe(elapsed)

@@ -8,7 +8,6 @@ worker's lines of its fetch share one id.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import uuid
@@ -17,7 +16,7 @@ from typing import Any
 
 from celery import signals
 
-from routing.routes import UnroutedTaskError, lane_for
+from routing.routes import lane_of_message
 
 # What an incoming X-Request-ID may look like to be kept (a proxy's or a client's); anything else is replaced.
 REQUEST_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -54,18 +53,6 @@ def clear_task() -> None:
     """The task ended: later lines are the worker's own."""
     _task.set(None)
     _request_id.set(None)
-
-
-def lane_of(task: Any) -> str:
-    """The lane of a running task: its route, else the lane its routing key ends with.
-
-    Not the routing key alone: a message that came back through Celery's native delayed
-    delivery (a countdown retry on a quorum lane) carries ``<delay bits>.<lane>``.
-    """
-    with contextlib.suppress(UnroutedTaskError):
-        return lane_for(task.name)
-    info = getattr(task.request, "delivery_info", None) or {}
-    return (info.get("routing_key") or "unknown").rsplit(".", 1)[-1]
 
 
 class ContextFilter(logging.Filter):
@@ -121,7 +108,7 @@ def pass_request_id(headers: dict | None = None, **_: Any) -> None:
 @signals.task_prerun.connect
 def bind_running_task(task_id: str | None = None, task: Any = None, **_: Any) -> None:
     """Every line the task logs names it, its lane, its retry and the request it came from."""
-    bind_task(task_id, task.name, lane_of(task), task.request.retries or 0)
+    bind_task(task_id, task.name, lane_of_message(task.name, task.request.delivery_info), task.request.retries or 0)
     request_id = getattr(task.request, REQUEST_ID_HEADER, None)
     bind_request(request_id if isinstance(request_id, str) else None)
 

@@ -17,7 +17,6 @@ from workers.pools import NEAR_LIMIT_SHARE
 from . import etl, retention
 from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
-from .logcontext import lane_of
 from .models import PendingFetch, RefreshBatch
 from .quota import QuotaExceededError
 from .refresh import quota_deferral, refresh_batch, refresh_city, start_or_resume_run
@@ -33,7 +32,7 @@ INTERACTIVE_QUOTA_WAIT_S = 5.0
 def _retry(task, exc: Exception):
     hint = getattr(exc, "retry_after", None)
     delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
-    return task.retry(exc=exc, countdown=broker_countdown(delay, lane_of(task)))
+    return task.retry(exc=exc, countdown=broker_countdown(delay, task.lane))
 
 
 class CityFetchTask(CrashGuardedTask):
@@ -66,7 +65,7 @@ def fetch_weather_for_city(self, city_id: int) -> dict:
     except QuotaExceededError as exc:
         wait = exc.wait_seconds()
         if wait <= INTERACTIVE_QUOTA_WAIT_S and self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=broker_countdown(wait, lane_of(self))) from exc
+            raise self.retry(exc=exc, countdown=broker_countdown(wait, self.lane)) from exc
         raise
 
 
@@ -147,7 +146,7 @@ def _defer_for_quota(run_id: int, index: int, city_ids: list[int], exc: QuotaExc
     countdown = quota_deferral(run_id, index, len(city_ids), exc)
     if countdown is not None:
         refresh_weather_batch.apply_async(args=[run_id, index, city_ids],
-                                          countdown=broker_countdown(countdown, lane_of(refresh_weather_batch)))
+                                          countdown=broker_countdown(countdown, refresh_weather_batch.lane))
 
 
 # Share of the soft time limit the cleanup spends before it stops starting batches,

@@ -78,5 +78,5 @@ def test_an_admin_edit_is_a_difference_until_applied_and_apply_keeps_enabled_and
 
 
 def test_applying_an_entry_the_code_does_not_declare_is_a_clear_error(code_schedule):
-    with pytest.raises(CommandError, match="not in weather/schedules.py: nightly_report; known: cleanup_old_data"):
+    with pytest.raises(CommandError, match=r"not in weather/schedules\.py: nightly_report; known: cleanup_old_data"):
         call_command("schedules", "--apply", "nightly_report")
