@@ -26,8 +26,8 @@ from typing import Any
 from amqp import Message
 from kombu import Connection, Queue
 
-from .bootsteps import declare_topology
 from .broker import mismatches, queue_state
+from .declare import declare_topology
 from .generations import Topology, deployed
 from .lanes import TASK_EXCHANGE
 

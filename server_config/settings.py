@@ -282,8 +282,8 @@ CELERY_TASK_CREATE_MISSING_QUEUES = False
 # delayed delivery, whose delay queues are quorum queues too.
 CELERY_WORKER_DETECT_QUORUM_QUEUES = True
 CELERY_BROKER_NATIVE_DELAYED_DELIVERY_QUEUE_TYPE = str(routing.QueueType.QUORUM)
-# Celery's consumer, with delayed delivery set up through the live node only (routing/bootsteps.py).
-CELERY_WORKER_CONSUMER = "routing.bootsteps:LaneConsumer"
+# Celery's consumer, with delayed delivery set up through the live node only (workers/consumer.py).
+CELERY_WORKER_CONSUMER = "workers.consumer:LaneConsumer"
 # Celery wants a default queue object to exist; the router decides every message's
 # lane (or raises), so this is never used to route anything.
 CELERY_TASK_DEFAULT_QUEUE = routing.BULK.name

@@ -20,8 +20,8 @@ from typing import Any
 from celery import current_app
 
 from routing import deployed
-from routing.bootsteps import declare_topology
 from routing.broker import broker_connection, queue_states
+from routing.declare import declare_topology
 
 ROOT = Path(__file__).resolve().parent.parent
 

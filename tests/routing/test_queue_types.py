@@ -28,8 +28,8 @@ from routing import (
     deployed,
     topology,
 )
-from routing.bootsteps import declare_topology
 from routing.broker import check_arguments
+from routing.declare import declare_topology
 from routing.migrate import MigrationRefusedError, migrate
 from tests.factories import make_cities
 from tools.harness import ROOT, WorkerPools, broker_ctl, own_vhost, wait_for, wait_for_run, worker_env
@@ -188,7 +188,7 @@ def test_topology_migrate_on_a_matching_broker_changes_nothing(live):
 _PUBLISH_AS_3X = """
 import os
 from routing import Priority
-from routing.bootsteps import declare_topology
+from routing.declare import declare_topology
 from routing.broker import broker_connection
 from weather.dispatch import enqueue_city_fetch
 with broker_connection(write=True) as connection:
