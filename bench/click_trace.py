@@ -187,14 +187,14 @@ def _arm_django() -> None:
         if _count_queries not in connection.execute_wrappers:
             connection.execute_wrappers.append(_count_queries)
 
-    # The web side: the refresh flow of weather.http and its parts.
+    # The web side: the refresh flow (weather.refreshflow) and its parts.
     import weather.api.cities
     import weather.dispatch
-    import weather.http
+    import weather.refreshflow
 
     _wrap(weather.api.cities, "request_refresh", REFRESH_FLOW)
-    _wrap(weather.http, "hit", RATE_LIMIT)
-    _wrap(weather.http, "enqueue_city_fetch", ENQUEUE)
+    _wrap(weather.refreshflow, "hit", RATE_LIMIT)
+    _wrap(weather.refreshflow, "enqueue_city_fetch", ENQUEUE)
     _wrap(weather.dispatch, "_claim", CLAIM)
     _wrap(weather.dispatch, "ensure_publishing_allowed", FLOW_CONTROL)
     _wrap(Task, "apply_async", PUBLISH, before=lambda record: record.fields.setdefault("publish_start", time.time()),

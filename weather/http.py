@@ -12,13 +12,9 @@ from django.urls import reverse
 from ninja import Schema
 from pydantic import BeforeValidator
 
-from routing import Priority
 from routing.broker import BrokerBlockedError, BrokerUnavailableError
 
-from .dispatch import Enqueued, enqueue_city_fetch
-from .models import City
-from .ratelimit import hit
-from .refresh import UnknownCityError
+from .dispatch import Enqueued
 
 # What a client is told to wait when the broker cannot take a message.
 BROKER_RETRY_AFTER_S = 5
@@ -137,18 +133,3 @@ def queue_unavailable(error: BrokerUnavailableError) -> ProblemError:
 def unknown_city(city_id: object) -> ProblemError:
     """The 404 for a city id that names no city."""
     return ProblemError(404, f"no city with id {str(city_id)[:32]!r}")
-
-
-def request_refresh(request: HttpRequest, city_id: int, priority: Priority) -> Enqueued:
-    """The refresh flow of the API and the dashboard: the city exists, the client is within its limit, enqueue."""
-    if not City.objects.filter(pk=city_id).exists():
-        raise unknown_city(city_id)
-    wait = hit(client_key(request), settings.REFRESH_RATE_LIMIT_PER_MINUTE, settings.REFRESH_RATE_WINDOW_SECONDS)
-    if wait is not None:
-        raise ProblemError(429, "too many refresh requests; slow down", retry_after=wait)
-    try:
-        return enqueue_city_fetch(city_id, priority)
-    except UnknownCityError:
-        raise unknown_city(city_id) from None
-    except BrokerUnavailableError as error:
-        raise queue_unavailable(error) from None

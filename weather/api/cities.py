@@ -7,9 +7,10 @@ from django.http import HttpRequest
 from ninja import Path, Query, Router, Status
 
 from routing import Priority
-from weather.http import MAX_ID, ProblemError, StrictInt, accepted, request_refresh, search_term, unknown_city
+from weather.http import MAX_ID, ProblemError, StrictInt, accepted, search_term, unknown_city
 from weather.listing import LATEST_FIELDS, matching, page_with_latest
 from weather.models import City, WeatherData
+from weather.refreshflow import request_refresh
 
 from .schemas import FOLLOW_TASK, CityDetail, CityPage, Problem, RefreshAccepted
 

@@ -19,12 +19,12 @@ from weather.http import (
     accepted,
     positive_int,
     problem_response,
-    request_refresh,
     search_term,
     unknown_city,
 )
 from weather.listing import matching, page_with_latest
 from weather.models import WeatherData
+from weather.refreshflow import request_refresh
 
 PAGE_SIZE = 25
 HISTORY = timedelta(hours=48)

@@ -119,16 +119,16 @@ def test_the_refresh_endpoint_cannot_flood_the_provider(live, sim, settings):
 
 @pytest.mark.django_db(transaction=True)
 def test_a_city_deleted_while_claimed_is_a_404_not_a_500(monkeypatch):
-    from weather import http
+    from weather import refreshflow
 
     city = make_city()
-    real = http.enqueue_city_fetch
+    real = refreshflow.enqueue_city_fetch
 
     def delete_first(city_id, priority):
         city.delete()  # the city vanishes between the view's check and the claim
         return real(city_id, priority)
 
-    monkeypatch.setattr(http, "enqueue_city_fetch", delete_first)
+    monkeypatch.setattr(refreshflow, "enqueue_city_fetch", delete_first)
     response = Client().post(f"/api/cities/{city.pk}/refresh")
     assert response.status_code == 404
     assert "no city" in response.json()["error"]
