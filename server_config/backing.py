@@ -40,10 +40,9 @@ def postgres_options(keepalive: tuple[int, int, int]) -> dict[str, Any]:
 
 
 def sqlite_database(var_dir: Path) -> dict[str, Any]:
-    """SQLite under VAR_DIR: web, three pools and beat share one file locally."""
-    var_dir.mkdir(parents=True, exist_ok=True)
+    """SQLite under VAR_DIR: web, the pools and beat share one file locally (its folder made on first connect)."""
     return {
-        "ENGINE": "django.db.backends.sqlite3",
+        "ENGINE": "server_config.sqlite",
         "NAME": var_dir / "db.sqlite3",
         # WAL lets readers and one writer overlap; IMMEDIATE transactions wait instead of failing.
         "OPTIONS": {

@@ -2,6 +2,7 @@
 
 import logging
 import os
+from pathlib import Path
 from typing import Any
 
 from celery import Celery, signals
@@ -20,6 +21,15 @@ app = Celery("server", task_cls="weather.guard:CrashGuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["consumer"].add(TouchLivenessFile)
+
+
+@app.on_after_configure.connect
+def make_local_broker_folders(sender: Celery, **_: Any) -> None:
+    """The filesystem fallback's folders (scripts/run, no RabbitMQ), made when the app first reads its settings."""
+    if str(sender.conf.broker_url).startswith("filesystem://"):
+        options = sender.conf.broker_transport_options
+        for key in ("data_folder_in", "data_folder_out", "control_folder", "processed_folder"):
+            Path(options[key]).mkdir(parents=True, exist_ok=True)
 
 
 @signals.setup_logging.connect

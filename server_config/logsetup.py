@@ -8,7 +8,6 @@ import logging.config
 from django.core.exceptions import ImproperlyConfigured
 
 from envvars import env_str
-from weather.logcontext import FIELDS
 
 LOG_FORMATS = ("text", "json")
 
@@ -24,7 +23,8 @@ def logging_config(log_format: str, level: str) -> dict:
     formatters = {
         "json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": ["levelname", "name", "process", "message", *FIELDS],
+            # The request and task fields follow as the record's extra attributes, set by the context filter.
+            "fmt": ["levelname", "name", "process", "message"],
             "rename_fields": {"levelname": "level", "name": "logger"},
             "timestamp": "time",
         },

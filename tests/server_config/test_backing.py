@@ -51,7 +51,7 @@ def test_postgres_variables_without_a_url(clean_env, tmp_path):
 
 def test_sqlite_when_nothing_names_postgres(clean_env, tmp_path):
     default = backing.database(tmp_path / "var", KEEPALIVE, refuse)
-    assert default["ENGINE"] == "django.db.backends.sqlite3"
+    assert default["ENGINE"] == "server_config.sqlite"
     assert Path(default["NAME"]) == tmp_path / "var" / "db.sqlite3"
 
 

@@ -134,3 +134,26 @@ def test_a_page_with_a_csrf_token_is_private_and_its_cookie_is_out_of_scripts_re
         assert response.cookies["csrftoken"]["httponly"] is True, path
     # A public answer without cookies stays cacheable by anyone.
     assert "private" not in Client().get("/api/cities/").get("Cache-Control", "")
+
+
+@pytest.mark.subprocess
+def test_importing_the_settings_creates_nothing_and_the_local_folders_appear_on_first_use(tmp_path):
+    var = tmp_path / "var"
+    probe = (
+        "import os, sys, django\n"
+        "var = sys.argv[1]\n"
+        "django.setup()\n"
+        "from django.conf import settings\n"
+        "settings.INSTALLED_APPS\n"
+        "assert not os.path.exists(var), 'made at import: ' + str(os.listdir(var))\n"
+        "from celery import current_app\n"
+        "current_app.connection_for_write()\n"
+        "assert sorted(os.listdir(os.path.join(var, 'broker'))) == ['control', 'messages', 'processed']\n"
+        "from django.db import connection\n"
+        "connection.ensure_connection()\n"
+        "assert os.path.exists(os.path.join(var, 'db.sqlite3'))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", probe, str(var)], cwd=ROOT, capture_output=True, text=True,
+                          timeout=60, env={**BASE, "DEBUG": "true", "VAR_DIR": str(var),
+                                           "CELERY_BROKER_URL": "filesystem://"})
+    assert done.returncode == 0, done.stderr[-2000:]
