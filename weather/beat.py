@@ -25,6 +25,7 @@ from django_celery_beat.schedulers import DatabaseScheduler
 
 from routing.broker import BrokerUnavailableError
 
+from .adapters.celery_beat import reread_entries
 from .lanesamples import sample_lanes
 from .models import BeatHeartbeat, BeatLease
 
@@ -82,8 +83,7 @@ class SeedingDatabaseScheduler(DatabaseScheduler):
             BeatHeartbeat.objects.filter(beat_at__lt=_ago(FORGET_AFTER.total_seconds())).delete()
             # Read entries afresh and rebuild the heap from them: the previous leader
             # has moved their last-run times on since this beat last looked.
-            self._initial_read = True
-            self._heap = None
+            reread_entries(self)
         elif self._leading and not leading:
             log.warning("beat %s lost the lease: standing by", instance)
         self._leading = leading

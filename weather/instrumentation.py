@@ -16,16 +16,18 @@ from datetime import datetime
 from typing import Any
 
 from celery import signals
-from prometheus_client import Counter, Gauge, Histogram, values
+from prometheus_client import Counter, Gauge, Histogram
 
 from routing.routes import lane_of_message
 from workers.pools import NEAR_LIMIT_SHARE
+
+from .adapters.prometheus import identify_processes_by
 
 if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
     # Each process writes files named by its process id. Containers sharing one
     # volume repeat ids (every pool's first child has the same small pid), and would
     # overwrite each other's counts: the host name makes the name unique.
-    values.ValueClass = values.MultiProcessValue(lambda: f"{socket.gethostname()}-{os.getpid()}")
+    identify_processes_by(lambda: f"{socket.gethostname()}-{os.getpid()}")
 
 ENQUEUED_AT_HEADER = "f_brain_enqueued_at"
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 1800)

@@ -21,9 +21,9 @@ from typing import Any
 from celery import states
 from django.db import DatabaseError, InterfaceError
 from django.db.models.functions import Now
-from django_celery_results.backends.database import DatabaseBackend
 from django_celery_results.models import TaskResult
 
+from .adapters.celery_results import RowStoringBackend
 from .storage import upsert
 
 # What a later state of the task rewrites: all but its id, its creation and its start.
@@ -33,26 +33,18 @@ _REWRITTEN = ("status", "result", "traceback", "meta", "content_encoding", "cont
 log = logging.getLogger(__name__)
 
 
-class ResilientDatabaseBackend(DatabaseBackend):
+class ResilientDatabaseBackend(RowStoringBackend):
     """DatabaseBackend whose RETRY records never take a worker down, writing each state in one statement."""
 
-    def _store_result(self, task_id: str, result: Any, status: str, traceback: Any = None, request: Any = None,
-                      using: Any = None) -> Any:
-        """The library's row, as it would write it (the same encoding and extended fields), upserted."""
-        content_type, content_encoding, encoded = self.encode_content(result)
-        meta = {**self._get_meta_from_request(request), "children": self.current_task_children(request)}
-        _, _, encoded_meta = self.encode_content(meta)
-        fields = {"task_id": task_id, "status": status, "result": encoded, "traceback": traceback,
-                  "meta": encoded_meta, "content_type": content_type, "content_encoding": content_encoding,
-                  **self._get_extended_properties(request, traceback)}
+    def store_row(self, fields: dict[str, Any]) -> None:
+        """The library's row, as it would write it, upserted on the task id."""
         row = TaskResult(**fields)
         rewritten = list(_REWRITTEN)
-        if status == states.STARTED:
+        if fields["status"] == states.STARTED:
             # Stamped by the database, as the library does.
             row.date_started = Now()
             rewritten.append("date_started")
         upsert([row], unique_fields=["task_id"], update_fields=rewritten)
-        return encoded
 
     def mark_as_retry(self, task_id: str, exc: Exception, traceback: Any = None, request: Any = None,
                       store_result: bool = True, state: str = states.RETRY) -> Any:

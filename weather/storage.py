@@ -6,9 +6,9 @@ from collections.abc import Iterable, Sequence
 
 from django.db import connection
 from django.db.models import Model
-from django.db.models.constants import OnConflict
 from django.utils import timezone
 
+from .adapters.django_orm import insert_or_update
 from .models import WeatherData
 from .services import Reading
 
@@ -44,11 +44,9 @@ def upsert(rows: Sequence[Model], unique_fields: Sequence[str], update_fields: S
     opts = model._meta
     fields = [f for f in opts.concrete_fields if not f.generated and not f.primary_key]
     for start in range(0, len(rows), UPSERT_CHUNK):
-        # The insert bulk_create itself makes (QuerySet._insert), without its transaction.
-        model._base_manager._insert(
-            rows[start:start + UPSERT_CHUNK], fields=fields, on_conflict=OnConflict.UPDATE,
-            update_fields=[opts.get_field(name) for name in update_fields],
-            unique_fields=[opts.get_field(name) for name in unique_fields])
+        insert_or_update(model, rows[start:start + UPSERT_CHUNK], fields=fields,
+                         update_fields=[opts.get_field(name) for name in update_fields],
+                         unique_fields=[opts.get_field(name) for name in unique_fields])
 
 
 def upsert_readings(readings: Iterable[tuple[int, Reading]]) -> int:

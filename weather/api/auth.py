@@ -33,12 +33,12 @@ class ApiKeyAuth(APIKeyHeader):
 class StaffSession(SessionAuthIsStaff):
     """A signed-in staff member; the request is CSRF-checked, as every cookie-authenticated POST is."""
 
-    def _get_key(self, request: HttpRequest) -> Any:
+    def __call__(self, request: HttpRequest) -> Any:
         # No staff session, nothing a forged request could borrow: say 401, not "CSRF failed".
         user = getattr(request, "user", None)
         if user is None or not (user.is_authenticated and user.is_staff):
             return None
-        return super()._get_key(request)
+        return super().__call__(request)
 
 
 # Protected operations accept either; a request with neither is answered 401.
