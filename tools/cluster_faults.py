@@ -32,31 +32,24 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
 
     from celery.result import AsyncResult
     from django.db import transaction
-    from django.db.models import Count
 
-    from routing import BULK, DELIVERY_LIMIT, LANE_NAMES
+    from routing import BULK, LANE_NAMES
     from routing.broker import BrokerUnavailableError
+    from tools.faults import kill_bulk_leader, majority_lost, outcome, poison_one_batch
     from tools.harness import WorkerPools, run_summary, wait_for, wait_for_run
     from weather.dispatch import enqueue_daily_summary
-    from weather.models import RefreshBatch, WeatherData
+    from weather.models import WeatherData
     from weather.ops.deadletters import list_dead_letters, replay
     from weather.tasks import update_all_weather_data
 
     env = {**os.environ, "WEATHER_API_URL": server_url, "PYTHONUNBUFFERED": "1", "BROKER_HEARTBEAT_S": "4"}
     pools = WorkerPools(env, log_dir, consumers=cluster.consumers)
 
-    def duplicated() -> int:
-        counts = (WeatherData.objects.values("city_id", "observed_at").annotate(n=Count("id"))
-                  .values_list("n", flat=True))
-        return sum(n - 1 for n in counts if n > 1)
-
     def refresh_row(name: str, trials: int, run_id: int, dead_letters: int = 0) -> list[object]:
-        summary = wait_for_run(run_id, timeout=300, what=f"{name}: the refresh to finish")
-        batches = RefreshBatch.objects.filter(run_id=run_id)
-        enqueued = batches.count()
-        completed = batches.exclude(status=RefreshBatch.Status.PENDING).count()
-        return [name, trials, enqueued, 0, completed, enqueued - completed, duplicated(),
-                summary["cities_refreshed"], summary["cities_failed"], dead_letters]
+        wait_for_run(run_id, timeout=300, what=f"{name}: the refresh to finish")
+        counted = outcome(run_id)
+        return [name, trials, counted.enqueued, 0, counted.completed, counted.lost, counted.duplicated,
+                counted.cities_ok, counted.cities_failed, dead_letters]
 
     def start_refresh(batches_first: int = 3) -> int:
         run_id = update_all_weather_data.delay().get(timeout=60)["run_id"]
@@ -79,13 +72,13 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
         fresh(cities)
         sim.configure(latency_ms=latency_ms)
         run_id = start_refresh()
-        cluster.kill(cluster.leader(BULK.name))
+        kill_bulk_leader(cluster)
         rows.append(refresh_row("leader-kill", 1, run_id))
         whole_again()
 
         fresh(cities)
         accepted, refused = [], 0
-        cluster.kill(cluster.leader(BULK.name))
+        kill_bulk_leader(cluster)
         for days_ago in range(1, PUBLISHES + 1):
             try:
                 with transaction.atomic():
@@ -102,12 +95,8 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
 
         fresh(cities)
         run_id = start_refresh()
-        first, second, _ = cluster.nodes
-        cluster.stop(first)
-        cluster.stop(second)
-        time.sleep(10)
-        cluster.start(first)
-        cluster.start(second)
+        with majority_lost(cluster):
+            time.sleep(10)
         rows.append(refresh_row("majority-loss", 1, run_id))
         whole_again()
 
@@ -115,11 +104,9 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
         pools.start(BULK.name, concurrency=1)
         sim.configure(latency_ms=500)
         run_id = update_all_weather_data.delay().get(timeout=60)["run_id"]
-        for kill in range(DELIVERY_LIMIT):
-            wait_for(lambda n=kill: sim.stats()["requests"] >= n + 1, timeout=60, what=f"delivery {kill + 1}")
-            pools.kill_children(BULK.name)
+        kills = poison_one_batch(pools, lambda: sim.stats()["requests"])
         letters = wait_for(lambda: list_dead_letters(), timeout=60, what="the dead letter")
-        row = refresh_row("poison", DELIVERY_LIMIT, run_id, dead_letters=len(letters))
+        row = refresh_row("poison", kills, run_id, dead_letters=len(letters))
         sim.configure(latency_ms=0)
         replay({letter.task_id for letter in letters})
         wait_for(lambda: WeatherData.objects.count() == 5, timeout=120, what="the replayed batch")

@@ -27,15 +27,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import subprocess
 import sys
 import time
-from datetime import timedelta
-from pathlib import Path
 
+from tools.faults import FLAKY_PROVIDER, FROZEN, KILL_ENV, broker_stopped, database_stopped, kill_mid_refresh, outcome
 from tools.rabbit_cluster import RabbitCluster, rabbit_cluster
-
-FROZEN = 1_790_000_000.0
 
 
 def main() -> int:
@@ -59,7 +55,6 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
     unlimited = {"WEATHER_QUOTA_PER_MINUTE": "0", "WEATHER_QUOTA_PER_HOUR": "0", "WEATHER_QUOTA_PER_DAY": "0"}
     os.environ.update({**unlimited, "WEATHER_BATCH_SIZE": "20", "WEATHER_RETRY_BASE_SECONDS": "0.2",
                        "WEATHER_READ_TIMEOUT": "1.5"})
-    kill_env = {"TASK_MAX_CRASHES": "20"}
     from weather import provider
 
     free_tier = {"WEATHER_QUOTA_PER_MINUTE": str(provider.FREE_TIER_LOCATIONS_PER_MINUTE),
@@ -69,13 +64,9 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
     from tools.measure import ROOT, fresh_cities, machine, prepare, print_table, write_json
 
     prepare("faults", broker_url=cluster.broker_url if cluster else None)
-    from django.db import connection
-    from django.db.models import Count
-
     from routing import LANE_NAMES
     from tools.harness import Simulator, WorkerPools, purge_lanes, queue_consumers, run_summary, wait_for
     from tools.simulator import start_in_thread
-    from weather.models import QuotaGrant, RefreshBatch, WeatherData
     from weather.tasks import update_all_weather_data
 
     server = start_in_thread()
@@ -87,7 +78,8 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
         purge_lanes()
         fresh_cities(cities, "Fault")
         sim.reset()
-        sim.configure(latency_ms=args.latency_ms, fixed_time=FROZEN, timeout_sleep_s=2, retry_after_s=0.2)
+        sim.configure(latency_ms=args.latency_ms, fixed_time=FROZEN, timeout_sleep_s=FLAKY_PROVIDER["timeout_sleep_s"],
+                      retry_after_s=FLAKY_PROVIDER["retry_after_s"])
 
     def start_refresh() -> int:
         result = update_all_weather_data.delay().get(timeout=60)
@@ -95,31 +87,17 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
         return result["run_id"]
 
     def kill_loop(run_id: int, whole: bool) -> int:
-        kills = 0
-        while kills < args.kills and not run_summary(run_id)["finished"]:
-            time.sleep(0.6)
-            if whole:
-                pools.kill("bulk")
-                pools.start("bulk", extra_env=kill_env)
-            elif not pools.kill_children("bulk"):
-                continue
-            kills += 1
-        return kills
+        made = kill_mid_refresh(pools, run_id, args.kills, children=not whole, workers=whole)
+        return sum(made.values())
 
     def broker_restart(run_id: int) -> int:
-        subprocess.run(["rabbitmqctl", "-q", "stop_app"], check=True, capture_output=True, timeout=120)
-        time.sleep(3)
-        subprocess.run(["rabbitmqctl", "-q", "start_app"], check=True, capture_output=True, timeout=120)
+        with broker_stopped():
+            time.sleep(3)
         return 1
 
     def db_outage(run_id: int) -> int:
-        version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-        connection.close()
-        for action in ("stop", "start"):
-            subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                           check=True, capture_output=True, timeout=120)
-            if action == "stop":
-                time.sleep(3)
+        with database_stopped():
+            time.sleep(3)
         return 1
 
     def flaky_provider(run_id: int) -> int:
@@ -156,11 +134,10 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
             if args.only and name not in args.only:
                 continue
             fresh()
-            bulk_env = kill_env if name.endswith("-kill") else free_tier if name == "provider-30pct" else {}
+            bulk_env = KILL_ENV if name.endswith("-kill") else free_tier if name == "provider-30pct" else {}
             pools.start("bulk", extra_env=bulk_env)
             if name == "provider-30pct":
-                sim.configure(error_rate=0.075, rate_limit_rate=0.075, timeout_rate=0.075, malformed_rate=0.075,
-                              seed=7)
+                sim.configure(**FLAKY_PROVIDER)
             first_pids = {pool: pools.processes[pool].pid for pool in LANE_NAMES}
             run_id = start_refresh()
             trials = inject(run_id)
@@ -169,23 +146,14 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
             # A run that does not finish in time is reported, batch by batch, as lost below.
             with contextlib.suppress(AssertionError):
                 wait_for(lambda run_id=run_id: (s := run_summary(run_id)) and s["finished"], timeout=300, interval=0.5)
-            batches = RefreshBatch.objects.filter(run_id=run_id)
-            enqueued = batches.count()
-            completed = batches.exclude(status=RefreshBatch.Status.PENDING).count()
-            grants = QuotaGrant.objects.count()
-            duplicated = sum(n - 1 for n in WeatherData.objects.values("city_id", "observed_at")
-                             .annotate(n=Count("id")).values_list("n", flat=True) if n > 1)
-            summary = run_summary(run_id)
-            stamps = list(QuotaGrant.objects.order_by("granted_at").values_list("granted_at", "locations"))
-            busiest_minute = max((sum(n for at, n in stamps if start <= at < start + timedelta(minutes=1))
-                                  for start, _ in stamps), default=0)
+            counted = outcome(run_id)
             cap = (int(int(free_tier["WEATHER_QUOTA_PER_MINUTE"])
                        * (1 - float(free_tier["WEATHER_QUOTA_INTERACTIVE_RESERVE"])))
                    if name == "provider-30pct" else "-")
             same_pools = all(pools.alive(p) and pools.processes[p].pid == first_pids[p] for p in LANE_NAMES)
-            rows.append([name, trials, enqueued, completed, enqueued - completed, max(0, grants - enqueued),
-                         duplicated, summary["cities_refreshed"], summary["cities_failed"],
-                         busiest_minute, cap, "yes" if same_pools else "restarted"])
+            rows.append([name, trials, counted.enqueued, counted.completed, counted.lost, counted.rerun,
+                         counted.duplicated, counted.cities_ok, counted.cities_failed, counted.busiest_minute, cap,
+                         "yes" if same_pools else "restarted"])
             print(f"{name}: done", flush=True)
     finally:
         pools.stop_all()

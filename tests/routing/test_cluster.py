@@ -15,13 +15,13 @@ from datetime import timedelta
 import pytest
 from django.conf import settings
 from django.db import connection
-from django.db.models import Count
 from django.utils import timezone
 from django_celery_results.models import TaskResult
 
 from routing import BULK, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, MAINTENANCE
 from tests.conftest import require
 from tests.factories import make_cities
+from tools.faults import busiest_minute, duplicated_readings, kill_bulk_leader, majority_lost, poison_one_batch
 from tools.harness import ROOT, WorkerPools, post_json, run_summary, wait_for, wait_for_run, worker_env
 from tools.rabbit_cluster import RabbitCluster, cluster_possible, rabbit_cluster
 from tools.web_tier import web_tier
@@ -80,10 +80,6 @@ def _dead_letters(env: dict) -> list[dict]:
     return [json.loads(line) for line in listed.stdout.splitlines()]
 
 
-def _no_duplicate_readings() -> bool:
-    return not WeatherData.objects.values("city", "observed_at").annotate(n=Count("id")).filter(n__gt=1).exists()
-
-
 def test_the_lanes_run_on_the_cluster_and_each_node_is_reported(cluster, on_cluster):
     env = on_cluster.env
     types = cluster.queue_info("type")
@@ -101,12 +97,6 @@ def test_the_lanes_run_on_the_cluster_and_each_node_is_reported(cluster, on_clus
     assert set(ready["broker_nodes"].values()) == {"ok"}
 
 
-def _most_granted_within_a_minute() -> int:
-    """The largest number of locations granted in any minute-long window (the quota's own sliding window)."""
-    grants = list(QuotaGrant.objects.values_list("granted_at", "locations"))
-    return max(sum(n for at, n in grants if end - timedelta(minutes=1) < at <= end) for end, _ in grants)
-
-
 @pytest.mark.timeout(300)  # a minute of it waits for the quota window to slide
 def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, sim):
     env = on_cluster.env
@@ -120,13 +110,13 @@ def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, 
     make_cities(400)
     run = _refresh(env)
     wait_for(lambda: run_summary(run.pk)["batches_done"] >= 2, timeout=60, what="the refresh to be under way")
-    leader = cluster.leader(BULK.name)
-    cluster.kill(leader)  # SIGKILL: the node's VM, without a word to anyone
+    leader = kill_bulk_leader(cluster)
     summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
     assert WeatherData.objects.count() == 400
-    assert _no_duplicate_readings()
-    assert _most_granted_within_a_minute() <= cap, "the quota never exceeded, node killed or not"
+    assert duplicated_readings() == 0
+    assert busiest_minute(QuotaGrant.objects.values_list("granted_at", "locations")) <= cap, \
+        "the quota never exceeded, node killed or not"
     assert cluster.leader(BULK.name) != leader, "a surviving node leads the queue now"
     # The pools of the quorum lanes found the surviving nodes by themselves. (The classic
     # interactive queue lives on one node: if that was the one killed, its lane waits for
@@ -141,7 +131,7 @@ def test_a_202_during_a_leader_election_is_never_lost(cluster, on_cluster, sim):
     today = timezone.now().date()
     accepted, refusals = [], []
     with web_tier(env) as tier:
-        cluster.kill(cluster.leader(BULK.name))
+        kill_bulk_leader(cluster)
         # Starts of the daily summary (published to bulk, a quorum lane) while the queue elects a new leader:
         # a 202 only once the cluster confirmed the message, else a 503.
         for days_ago in range(1, 16):
@@ -203,22 +193,18 @@ def test_without_a_majority_quorum_lanes_stop_and_doctor_says_why_then_all_resum
     env = on_cluster.env
     _, key = issue_key("majority-test", rate_limit_per_minute=1000)
     yesterday = timezone.now().date() - timedelta(days=1)
-    first, second, _ = cluster.nodes
     with web_tier(env) as tier:
-        cluster.stop(first)
-        cluster.stop(second)
-        # The operator's own configuration (every node listed) is what doctor and the API run with.
-        doctor = _manage(env, "doctor", "--json")
-        findings = {f["check"]: f for f in map(json.loads, doctor.stdout.splitlines())}
-        assert doctor.returncode == 1, doctor.stdout
-        assert "broker nodes" in findings, doctor.stdout
-        assert findings["broker nodes"]["status"] == "fail", findings["broker nodes"]
-        assert "no majority" in findings["broker nodes"]["saw"]
-        # The quorum lane accepts nothing: the surviving node cannot confirm a message alone, so no 202.
-        assert _start_summary(tier, key, yesterday) == 503
-        assert not DailySummaryRun.objects.filter(day=yesterday).exists(), "a refused start leaves no claim"
-        cluster.start(first)
-        cluster.start(second)
+        with majority_lost(cluster):
+            # The operator's own configuration (every node listed) is what doctor and the API run with.
+            doctor = _manage(env, "doctor", "--json")
+            findings = {f["check"]: f for f in map(json.loads, doctor.stdout.splitlines())}
+            assert doctor.returncode == 1, doctor.stdout
+            assert "broker nodes" in findings, doctor.stdout
+            assert findings["broker nodes"]["status"] == "fail", findings["broker nodes"]
+            assert "no majority" in findings["broker nodes"]["saw"]
+            # The quorum lane accepts nothing: the surviving node cannot confirm a message alone, so no 202.
+            assert _start_summary(tier, key, yesterday) == 503
+            assert not DailySummaryRun.objects.filter(day=yesterday).exists(), "a refused start leaves no claim"
         # Everything resumes without intervention: the same start is accepted and runs, a refresh runs to its end.
         wait_for(lambda: _start_summary(tier, key, yesterday) == 202, timeout=60, interval=1,
                  what="the quorum lane to accept again")
@@ -240,9 +226,7 @@ def test_a_poison_message_is_dead_lettered_by_the_cluster_and_replayed_after_a_l
     sim.configure(latency_ms=500)
     run = _refresh(env)
     # Every delivery of the one batch is killed mid-request; the quorum queue counts the returns.
-    for kill in range(DELIVERY_LIMIT):
-        wait_for(lambda n=kill: sim.stats()["requests"] >= n + 1, timeout=60, what=f"delivery {kill + 1}")
-        assert pools.kill_children(BULK.name), "a child is running the batch"
+    poison_one_batch(pools, lambda: sim.stats()["requests"])
     (letter,) = wait_for(lambda: _dead_letters(env), timeout=60, what="the dead letter")
     assert letter["lane"] == BULK.name
     assert "crashed its worker on every delivery" in letter["why"]
@@ -254,4 +238,4 @@ def test_a_poison_message_is_dead_lettered_by_the_cluster_and_replayed_after_a_l
     replayed = _manage(env, "deadletters", "replay", "--all")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     wait_for(lambda: WeatherData.objects.count() == 5, timeout=90, what="the replayed batch")
-    assert _no_duplicate_readings()
+    assert duplicated_readings() == 0

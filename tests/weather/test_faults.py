@@ -4,22 +4,28 @@ Each test stops by itself within its timeouts and targets loopback only.
 """
 
 import json
-import subprocess
 import time
-from datetime import timedelta
 from io import StringIO
-from pathlib import Path
 
 import pytest
 from celery import current_app as app
 from django.core.management import call_command
-from django.db import connection
 from django.db.models import Count, Sum
 from django.test import Client
 
 from routing import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, LANE_NAMES, Priority, deployed
 from tests.factories import make_cities, make_city
-from tools.harness import broker_ctl, purge_lanes, queue_consumers, queue_depth, wait_for, wait_for_run
+from tools.faults import (
+    BATCHES_OF_20,
+    FLAKY_PROVIDER,
+    FROZEN,
+    KILL_ENV,
+    broker_stopped,
+    busiest_minute,
+    database_stopped,
+    kill_mid_refresh,
+)
+from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for, wait_for_run
 from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
@@ -27,11 +33,6 @@ from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.integration
 
-FROZEN = 1_790_000_000.0
-BATCHES_OF_20 = {"WEATHER_BATCH_SIZE": "20"}
-# Killing every child a dozen times in a minute can cut the same batch short more
-# than the default three times; this scenario is about losing nothing, not the cap.
-BULK_ENV = {**BATCHES_OF_20, "TASK_MAX_CRASHES": "20"}
 
 
 @pytest.fixture
@@ -50,7 +51,7 @@ def faults(live, sim):
 
 def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
     make_cities(cities)
-    live.start("bulk", extra_env=BULK_ENV)
+    live.start("bulk", extra_env=KILL_ENV)
     summary = update_all_weather_data.delay().get(timeout=30)
     run = RefreshRun.objects.get(pk=summary["run_id"])
     wait_for(lambda: run.summary()["batches_done"] >= min_done, timeout=60, what="the refresh to be under way")
@@ -98,17 +99,7 @@ def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_not
     sim.configure(latency_ms=400, fixed_time=FROZEN)
     cities = 3000
     run = _start_refresh(cities, faults)
-    kills = {"child": 0, "worker": 0}
-    while min(kills.values()) < 10 and not run.summary()["finished"]:
-        time.sleep(0.6)
-        if kills["child"] <= kills["worker"]:
-            # Children are busy on 400 ms provider requests: a kill lands mid-batch.
-            if faults.kill_children("bulk"):
-                kills["child"] += 1
-        else:
-            faults.kill("bulk")
-            faults.start("bulk", extra_env=BULK_ENV)
-            kills["worker"] += 1
+    kills = kill_mid_refresh(faults, run.pk, 10, children=True, workers=True)
     assert min(kills.values()) >= 10, f"the refresh ended after only {kills}: give it more work"
     summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (cities, 0)
@@ -120,10 +111,6 @@ def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_not
     assert _readings_per_city() == {1}
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
     assert queue_depth("bulk") == 0
-
-
-def _rabbitmq(action: str) -> None:
-    broker_ctl(action)
 
 
 @pytest.mark.generations
@@ -138,17 +125,14 @@ def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile
         "dashboard refresh": lambda: client.post(f"/cities/{person.pk}/refresh"),
         "daily summary": lambda: client.post("/api/etl/daily-summary", headers={"X-API-Key": key}),
     }
-    _rabbitmq("stop_app")  # the node stays up; the broker and its port go away, as in a restart
     answers = {}
-    try:
+    with broker_stopped():
         assert not run.summary()["finished"], "the broker must go away mid-refresh"
         for name, request in requests.items():
             started = time.monotonic()
             answers[name] = (request(), time.monotonic() - started)
         not_ready = client.get("/readyz")
         time.sleep(3)
-    finally:
-        _rabbitmq("start_app")
     for name, (response, elapsed) in answers.items():
         assert response.status_code == 503, name
         assert "unavailable" in response.json()["error"], name
@@ -165,23 +149,13 @@ def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile
     wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="a fetch after recovery")
 
 
-def _postgresql(action: str) -> None:
-    version = sorted(p.name for p in Path("/etc/postgresql").iterdir())[-1]
-    subprocess.run(["pg_ctlcluster", "--skip-systemctl-redirect", version, "main", action],
-                   check=True, capture_output=True, timeout=120)
-
-
 def test_a_database_outage_mid_refresh_is_retried_without_a_crash_loop(faults, sim):
     sim.configure(latency_ms=300, fixed_time=FROZEN)
     run = _start_refresh(1000, faults)
     log = faults.log_dir / "bulk.log"
     logged_before = log.stat().st_size
-    connection.close()
-    _postgresql("stop")
-    try:
+    with database_stopped():
         time.sleep(3)  # batches in flight meet the outage; their retries back off within their budget
-    finally:
-        _postgresql("start")
     summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
     assert WeatherData.objects.count() == 1000
@@ -202,8 +176,7 @@ def test_thirty_percent_provider_faults_end_with_every_city_refreshed_within_quo
     # The default crash cap: provider faults end in retries, never in crashes.
     limits = {**BATCHES_OF_20, "WEATHER_QUOTA_PER_MINUTE": "3000", "WEATHER_QUOTA_PER_HOUR": "20000",
               "WEATHER_QUOTA_PER_DAY": "50000", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
-    sim.configure(error_rate=0.075, rate_limit_rate=0.075, timeout_rate=0.075, malformed_rate=0.075,
-                  timeout_sleep_s=2, retry_after_s=0.2, seed=7, fixed_time=FROZEN)
+    sim.configure(**FLAKY_PROVIDER, fixed_time=FROZEN)
     make_cities(1000)
     faults.start("bulk", extra_env=limits)
     result = update_all_weather_data.delay().get(timeout=30)
@@ -216,10 +189,7 @@ def test_thirty_percent_provider_faults_end_with_every_city_refreshed_within_quo
     assert faults_served / stats["requests"] > 0.15
     # Every provider request reserved its locations first, and no minute held more than the bulk cap.
     assert stats["locations"] <= QuotaGrant.objects.aggregate(total=Sum("locations"))["total"]
-    grants = list(QuotaGrant.objects.order_by("granted_at").values_list("granted_at", "locations"))
-    for start, _ in grants:
-        window = sum(n for at, n in grants if start <= at < start + timedelta(minutes=1))
-        assert window <= 2700
+    assert busiest_minute(QuotaGrant.objects.values_list("granted_at", "locations")) <= 2700
     assert faults.alive("bulk")
     assert queue_consumers("bulk") >= 1
     # Nothing failed for good, so nothing was dead-lettered.
