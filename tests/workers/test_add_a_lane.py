@@ -120,6 +120,20 @@ def test_a_new_lane_is_four_declarations_and_one_render(tmp_path: Path) -> None:
                     ).stdout.strip().splitlines()[-1]
     assert LANE in json.loads(settings)
 
+    # A pool's default changed in the registry reaches every file that shows it, by the same render.
+    pools = repo / "workers" / "pools.py"
+    text = pools.read_text()
+    bulk = text.index("name=BULK.name,")
+    pools.write_text(text[:bulk] + text[bulk:].replace("concurrency=2,", "concurrency=3,", 1))
+    stale = _run(repo, "-m", "workers", "render", "all", "--check", check=False)
+    drifted = {line.split(" differs")[0].split(str(repo) + "/")[1] for line in stale.stdout.splitlines()}
+    assert {".env.example", "README.md", "deploy/k8s/pools.yaml"} <= drifted
+    assert "Procfile" not in drifted
+    _run(repo, "-m", "workers", "render", "all")
+    assert "# WORKER_BULK_CONCURRENCY=3\n" in (repo / ".env.example").read_text()
+    assert "`bulk`: 3 slots" in (repo / "README.md").read_text()
+    assert "6 + 3 + 1 + 1 = 11" in (repo / "README.md").read_text()
+
     # The copy's own fast loop (this test left out) holds with the fourth lane.
     fast = _run(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not integration",
                 "--deselect", "tests/workers/test_add_a_lane.py", check=False)
