@@ -3,8 +3,9 @@
 The copy gets a `reports` lane with a one-slot pool, a route and a task, and nothing
 else by hand. Every file that names lanes or pool values then drifts (`render --check`
 names each), one `python -m workers render all` brings them back, and the copy's own
-fast loop passes: the settings, the launcher, the Procfile, compose, .env.example, the
-README, Kubernetes and the alert rules all carry the new lane.
+service-free tests pass: the settings, the launcher, the Procfile, compose, .env.example,
+the README, Kubernetes and the alert rules all carry the new lane. Then one pool default
+is changed, and the same render carries it everywhere it shows.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ DECLARATIONS = (
     ("routing/routes.py", '    "weather.tasks.cleanup_old_weather_data": MAINTENANCE.name,\n',
      f'    "{TASK}": "{LANE}",\n'),
 )
+# The tests of what derives from the registry: settings, launcher, pools, routing, deployment files, the map.
+DERIVED_TESTS = ("tests/workers", "tests/routing", "tests/deploy", "tests/server_config", "tests/weather",
+                 "tests/test_readme_map.py")
 POOL = f"""    Pool(
         name="{LANE}",
         concurrency=1,
@@ -134,7 +138,8 @@ def test_a_new_lane_is_four_declarations_and_one_render(tmp_path: Path) -> None:
     assert "`bulk`: 3 slots" in (repo / "README.md").read_text()
     assert "6 + 3 + 1 + 1 = 11" in (repo / "README.md").read_text()
 
-    # The copy's own fast loop (this test left out) holds with the fourth lane.
-    fast = _run(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not integration",
+    # The copy's own service-free tests of everything the registry reaches hold with the fourth lane
+    # (this test left out; the import-order tests too, which do not read the registry).
+    fast = _run(repo, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-m", "not integration", *DERIVED_TESTS,
                 "--deselect", "tests/workers/test_add_a_lane.py", check=False)
     assert fast.returncode == 0, fast.stdout[-3000:]
