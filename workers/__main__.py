@@ -79,7 +79,8 @@ def main(argv: list[str] | None = None) -> int:
                                                   "Procfile, compose's worker services, .env.example's pool lines, "
                                                   "the README's lane table, deploy/k8s/, alert rules and dashboard")
     render_parser.add_argument("target", choices=[ALL, *TARGETS])
-    render_parser.add_argument("--out", default=None, help="k8s: folder to write to (default deploy/k8s/)")
+    render_parser.add_argument("--out", default=None, help="k8s: folder to write to (default deploy/k8s/), with "
+                                                           "this environment's WORKER_* overrides applied")
     render_parser.add_argument("--check", action="store_true", help="exit 1 naming any file that differs instead")
     args = parser.parse_args(argv)
 
@@ -96,8 +97,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "alive":
         return 0 if alive(args.pool) else 1
     if args.command == "render":
+        # The committed files show the registry's defaults, whatever WORKER_* this shell sets; manifests
+        # written elsewhere (--out, a cluster of one's own) take the overrides.
+        rendered_pools = pools if args.out else load_pools({})
         try:
-            return render(args.target, pools, check=args.check, out=Path(args.out) if args.out else None)
+            return render(args.target, rendered_pools, check=args.check, out=Path(args.out) if args.out else None)
         except RenderError as error:
             print(f"workers: {error}", file=sys.stderr)
             return 2
