@@ -94,7 +94,7 @@ POOL_SLOTS = {"interactive": 2, "bulk": 2, "maintenance": 1}
 
 @pytest.fixture(scope="session")
 def pools(django_db_setup, django_db_blocker, simulator_server, tmp_path_factory) -> Iterator[WorkerPools]:
-    """The three pools as real processes through the launcher, on the test database."""
+    """The pools as real processes through the launcher, on the test database."""
     with django_db_blocker.unblock():
         database_name = connection.settings_dict["NAME"]
     purge_lanes()

@@ -1,4 +1,4 @@
-"""The README's first command, for real: `scripts/run` brings up web, three pools and beat from the Procfile.
+"""The README's first command, for real: `scripts/run` brings up web, every pool and beat from the Procfile.
 
 It runs on SQLite in a temporary folder, once on a RabbitMQ vhost of its own (so
 the pools the other tests start cannot stand in for the ones `scripts/run`
@@ -136,7 +136,7 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_
                 return False
 
         wait_for(ready, timeout=120, interval=0.5, what="scripts/run to answer /readyz")
-        # Every lane has its consumer: the three pools that scripts/run started, on this broker only.
+        # Every lane has its consumer: the pools that scripts/run started, on this broker only.
         result = wait_for(lambda: (r := manage("topology", "--check")).returncode == 0 and r, timeout=60,
                           interval=1, what="topology --check to pass")
         assert "topology check passed" in result.stdout
@@ -198,7 +198,7 @@ def test_scripts_run_starts_the_whole_topology_and_serves_a_refresh(broker, tmp_
         finally:
             for pid in filter(_alive, tree):
                 os.kill(pid, signal.SIGKILL)
-    assert len(tree) >= 6, f"web, three pools, beat and the simulator, at least: {tree}"
+    assert len(tree) >= 3 + len(LANE_NAMES), f"web, every pool, beat and the simulator, at least: {tree}"
 
 
 def _assert_one_click_followed_across_processes(run_log: str, task_id: str) -> None:

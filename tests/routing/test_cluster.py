@@ -45,7 +45,7 @@ def cluster() -> Iterator[RabbitCluster]:
 
 @pytest.fixture
 def on_cluster(cluster, simulator_server, tmp_path, transactional_db, sim) -> Iterator[WorkerPools]:
-    """The three pools on the cluster (the broker URL lists every node), on the test database; `.env` is theirs."""
+    """Every pool on the cluster (the broker URL lists every node), on the test database; `.env` is theirs."""
     env = {**worker_env(connection.settings_dict["NAME"], simulator_server.url), **CLUSTER_ENV,
            "CELERY_BROKER_URL": cluster.broker_url}
     pools = WorkerPools(env, tmp_path / "pools", slots=POOLS, consumers=cluster.consumers)

@@ -1,4 +1,4 @@
-"""The three pools as real processes on RabbitMQ: lanes, priorities, isolation, dead letters."""
+"""The pools as real processes on RabbitMQ: lanes, priorities, isolation, dead letters."""
 
 import json
 import os
