@@ -78,6 +78,9 @@ def _hold(base: str, head: bytes, trickle: bytes | None, give_up_s: float) -> He
                 break
             except TimeoutError:
                 pass
+            except ConnectionResetError:
+                # Closed too, with bytes of ours still unread on its side: the kernel answers RST, not FIN.
+                break
             if trickle:
                 try:
                     conn.sendall(trickle)

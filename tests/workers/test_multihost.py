@@ -103,6 +103,8 @@ def test_a_host_cut_off_mid_refresh_loses_nothing_and_comes_back_by_itself(hosts
     hosts.cut(1)
     cut_at = time.monotonic()
     hosts.start(2, "bulk", extra_env=HOST_ENV, concurrency=2)
+    # Host 2's own start (seconds, more on a loaded machine) is not the broker's to bound.
+    host_2_ready_s = time.monotonic() - cut_at
     # Host 2 runs what nobody held at once; what host 1 held (its running batch and the
     # prefetched ones) comes back only when the broker notices the silence by the missing
     # heartbeats. Every batch done by host 2 means all of it was redelivered, and the
@@ -112,8 +114,10 @@ def test_a_host_cut_off_mid_refresh_loses_nothing_and_comes_back_by_itself(hosts
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (200, 0), summary
     assert set(RefreshBatch.objects.filter(run=run).values_list("worker", flat=True)) == {"bulk@fbh2"}
     held_batches_s = 4 * 1.5 / 2 + 5  # at most 4 held (prefetch 4), 1.5 s each on 2 slots, and slack
-    print(f"every batch done {finished_s:.1f} s after the cut (bound {FAILURE_DETECTION_S} s + {held_batches_s} s)")
-    assert finished_s <= FAILURE_DETECTION_S + held_batches_s
+    bound_s = max(FAILURE_DETECTION_S, host_2_ready_s) + held_batches_s
+    print(f"every batch done {finished_s:.1f} s after the cut (host 2 ready after {host_2_ready_s:.1f} s; "
+          f"bound {bound_s:.1f} s)")
+    assert finished_s <= bound_s
     assert WeatherData.objects.count() == 200
 
     # The link returns: host 1 reconnects by itself, and what it ran again changes nothing in effect.
