@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
+from django.db import transaction
 from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 
-from .models import DailySummary, WeatherData
+from . import effects
+from .models import DailySummary, Effect, WeatherData
+from .storage import insert_missing, upsert
 
 
 def _day_bounds(day: date) -> tuple[datetime, datetime]:
@@ -59,11 +62,11 @@ def load(payload: dict) -> dict:
         )
         for city_id, low, high, mean, count in payload["summaries"]
     ]
-    DailySummary.objects.bulk_create(
-        rows,
-        batch_size=1000,
-        update_conflicts=True,
-        unique_fields=["city", "day"],
-        update_fields=["min_temperature", "max_temperature", "mean_temperature", "readings_count", "computed_at"],
-    )
+    fields = ["min_temperature", "max_temperature", "mean_temperature", "readings_count", "computed_at"]
+    with transaction.atomic():
+        created = insert_missing(rows, unique_fields=["city", "day"], returning="city")
+        upsert([row for row in rows if row.city_id not in created], unique_fields=["city", "day"],
+               update_fields=fields)
+        effects.record(Effect.Kind.SUMMARY, [(effects.summary_unit(row.city_id, day), row.city_id in created)
+                                             for row in rows])
     return {"day": payload["day"], "cities": len(rows)}

@@ -56,7 +56,7 @@ def record_start(task_id: str, task_name: str, lane: str, retries: int = 0) -> i
         return int(cursor.fetchone()[0])
 
 
-def _delivery_count(request: Any) -> int:
+def delivery_count(request: Any) -> int:
     """How often a quorum queue has handed this message back (its x-delivery-count header; 0 at first)."""
     count = getattr(request, "x-delivery-count", None)
     if count is None:
@@ -88,7 +88,7 @@ class CrashGuardedTask(Task):
             if lane in deployed().quorum_lane_names:
                 # The quorum queue counts returns; on the last delivery it allows, say why
                 # and release what the message holds, rather than let the broker drop it silently.
-                crashes, limit = _delivery_count(request), DELIVERY_LIMIT
+                crashes, limit = delivery_count(request), DELIVERY_LIMIT
             else:
                 try:
                     crashes = record_start(request.id, self.name, lane, request.retries or 0) - 1

@@ -12,8 +12,8 @@ from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
-from . import quota
-from .models import City, RefreshBatch, RefreshRun
+from . import effects, quota
+from .models import City, Effect, RefreshBatch, RefreshRun
 from .quota import Consumer
 from .services import InvalidReadingError, Location, Reading, TransientProviderError, WeatherService
 from .storage import upsert_readings
@@ -58,7 +58,7 @@ def refresh_city(city_id: int) -> dict:
     (reading,) = _ask_provider([_location(city)], Consumer.INTERACTIVE)
     if isinstance(reading, InvalidReadingError):
         raise reading
-    upsert_readings([(city.pk, reading)])
+    store_readings([(city.pk, reading)])
     return {
         "city_id": city.pk,
         "temperature": reading.temperature,
@@ -92,8 +92,48 @@ def refresh_batch(city_ids: Sequence[int]) -> BatchOutcome:
             outcome.failed[city.pk] = str(result)
         else:
             good.append((city.pk, result))
-    outcome.refreshed = upsert_readings(good)
+    store_readings(good)
+    outcome.refreshed = len(good)
     return outcome
+
+
+def store_readings(readings: list[tuple[int, Reading]]) -> set[int]:
+    """Upsert the readings and, in the same transaction, a ledger row for each: the cities whose slot was new."""
+    with transaction.atomic():
+        created = upsert_readings(readings)
+        effects.record(Effect.Kind.READING, [(effects.reading_unit(city_id, reading.observed_at), city_id in created)
+                                             for city_id, reading in readings])
+    return created
+
+
+def batch_done(run_id: int, index: int) -> bool:
+    """Whether this batch already reached done: a copy of it delivered again has nothing left to do."""
+    return RefreshBatch.objects.filter(run_id=run_id, index=index, status=RefreshBatch.Status.DONE).exists()
+
+
+def skip_done_batch(run_id: int, index: int) -> None:
+    """Record a delivery of a batch that was already done as discarded, without asking the provider again."""
+    effects.record(Effect.Kind.BATCH, [(effects.batch_unit(run_id, index), False)])
+
+
+def complete_batch(run_id: int, index: int, outcome: BatchOutcome, worker: str) -> bool:
+    """Mark the batch done with its outcome, and record it in the ledger; whether this execution was the one.
+
+    Only a batch not done yet changes: a copy of it finishing second (delivered again while the
+    first was cut off or paused) is recorded as discarded and leaves the first one's figures.
+    """
+    with transaction.atomic():
+        changed = RefreshBatch.objects.filter(run_id=run_id, index=index).exclude(
+            status=RefreshBatch.Status.DONE).update(
+            status=RefreshBatch.Status.DONE,
+            refreshed=outcome.refreshed,
+            failed=len(outcome.failed),
+            error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
+            finished_at=timezone.now(),
+            worker=worker,
+        )
+        effects.record(Effect.Kind.BATCH, [(effects.batch_unit(run_id, index), changed == 1)])
+    return changed == 1
 
 
 def active_city_batches(batch_size: int | None = None) -> Iterator[list[int]]:
@@ -119,6 +159,7 @@ def start_or_resume_run(task_id: str | None) -> tuple[RefreshRun, list[tuple[int
     """
     run = RefreshRun.objects.filter(task_id=task_id).first() if task_id else None
     if run is not None:
+        effects.record(Effect.Kind.RUN, [(task_id or "", False)])
         indexes = set(run.batches.filter(status=RefreshBatch.Status.PENDING).values_list("index", flat=True))
         return run, [(i, batch) for i, batch in enumerate(active_city_batches(run.batch_size)) if i in indexes]
     batch_size = settings.WEATHER_BATCH_SIZE
@@ -128,6 +169,7 @@ def start_or_resume_run(task_id: str | None) -> tuple[RefreshRun, list[tuple[int
                                         cities_total=sum(len(batch) for batch in batches))
         RefreshBatch.objects.bulk_create(
             RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches))
+        effects.record(Effect.Kind.RUN, [(task_id or f"run {run.pk}", True)])
     return run, list(enumerate(batches))
 
 

@@ -49,8 +49,38 @@ def upsert(rows: Sequence[Model], unique_fields: Sequence[str], update_fields: S
                          unique_fields=[opts.get_field(name) for name in unique_fields])
 
 
-def upsert_readings(readings: Iterable[tuple[int, Reading]]) -> int:
-    """Insert or update one row per (city, observation)."""
+def insert_missing(rows: Sequence[Model], unique_fields: Sequence[str], returning: str) -> set[int]:
+    """INSERT ... ON CONFLICT (unique_fields) DO NOTHING: the `returning` column's values of the rows it created.
+
+    What the ledger needs to tell a first write from a repeated one, decided by the
+    statement itself: a concurrent copy waits on the first one's row and creates nothing.
+    `returning` names an integer column whose values are distinct among `rows`.
+    """
+    if not rows:
+        return set()
+    opts = type(rows[0])._meta
+    quote = connection.ops.quote_name
+    fields = [f for f in opts.concrete_fields if not f.generated and not f.primary_key]
+    columns = ", ".join(quote(f.column) for f in fields)
+    keys = ", ".join(quote(opts.get_field(name).column) for name in unique_fields)
+    created: set[int] = set()
+    for start in range(0, len(rows), UPSERT_CHUNK):
+        chunk = rows[start:start + UPSERT_CHUNK]
+        values = ", ".join(["(" + ", ".join(["%s"] * len(fields)) + ")"] * len(chunk))
+        params = [f.get_db_prep_save(getattr(row, f.attname), connection) for row in chunk for f in fields]
+        with connection.cursor() as cursor:
+            cursor.execute(f"INSERT INTO {quote(opts.db_table)} ({columns}) VALUES {values} "
+                           f"ON CONFLICT ({keys}) DO NOTHING RETURNING {quote(opts.get_field(returning).column)}",
+                           params)
+            created.update(int(value) for (value,) in cursor.fetchall())
+    return created
+
+
+def upsert_readings(readings: Iterable[tuple[int, Reading]]) -> set[int]:
+    """Insert or update one row per (city, observation), at most one per city; the cities whose observation was new.
+
+    Call it inside a transaction: the new rows go in first, then the rest are rewritten.
+    """
     now = timezone.now()
     rows = [
         WeatherData(
@@ -63,6 +93,7 @@ def upsert_readings(readings: Iterable[tuple[int, Reading]]) -> int:
         )
         for city_id, reading in readings
     ]
-    upsert(rows, unique_fields=["city", "observed_at"], update_fields=["temperature", "humidity", "pressure",
-                                                                      "fetched_at"])
-    return len(rows)
+    created = insert_missing(rows, unique_fields=["city", "observed_at"], returning="city")
+    upsert([row for row in rows if row.city_id not in created], unique_fields=["city", "observed_at"],
+           update_fields=["temperature", "humidity", "pressure", "fetched_at"])
+    return created

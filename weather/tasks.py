@@ -19,7 +19,15 @@ from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch
 from .quota import QuotaExceededError
-from .refresh import quota_deferral, refresh_batch, refresh_city, start_or_resume_run
+from .refresh import (
+    batch_done,
+    complete_batch,
+    quota_deferral,
+    refresh_batch,
+    refresh_city,
+    skip_done_batch,
+    start_or_resume_run,
+)
 from .services import TransientProviderError
 from .storage import delete_rows
 
@@ -105,15 +113,10 @@ def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) ->
     """One provider request and one bulk upsert for a batch of cities (bulk lane)."""
     batch = RefreshBatch.objects.filter(run_id=run_id, index=index)
     try:
-        outcome = refresh_batch(city_ids)
-        batch.update(
-            status=RefreshBatch.Status.DONE,
-            refreshed=outcome.refreshed,
-            failed=len(outcome.failed),
-            error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
-            finished_at=timezone.now(),
-            worker=self.request.hostname or "",
-        )
+        if batch_done(run_id, index):
+            skip_done_batch(run_id, index)  # delivered again after a copy of it finished: spare the quota
+            return
+        complete_batch(run_id, index, refresh_batch(city_ids), self.request.hostname or "")
     except QuotaExceededError as exc:
         _defer_for_quota(run_id, index, city_ids, exc)
     except RETRYABLE as exc:

@@ -1,6 +1,7 @@
 """Bulk refresh at provider scale with real workers: batching, quota across processes, faults, progress."""
 
 import math
+import os
 import time
 from io import StringIO
 
@@ -12,7 +13,8 @@ from routing import Priority
 from tests.factories import make_cities, make_city
 from tools.harness import purge_lanes, wait_for
 from weather.dispatch import enqueue_city_fetch
-from weather.models import RefreshBatch, RefreshRun, WeatherData
+from weather import effects
+from weather.models import Effect, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.integration
@@ -40,6 +42,16 @@ def test_refresh_makes_one_request_per_batch_and_no_duplicates(live, sim):
     assert WeatherData.objects.count() == 450, "the same observation is stored once"
     assert set(WeatherData.objects.values_list("city_id", flat=True)) == {c.pk for c in cities}
     assert sim.stats()["requests"] == 2 * batches
+    # The second run met every slot already stored: the ledger says so, per city, and nothing was applied twice.
+    readings = {t.kind: t for t in effects.tally()}["reading"]
+    assert (readings.units, readings.applied, readings.discarded, readings.applied_twice) == (450, 450, 450, 0)
+    assert effects.applied_twice() == {}
+    batches_written = Effect.objects.filter(kind="batch")
+    assert batches_written.filter(applied=True).count() == 2 * batches, "two runs, each batch done once"
+    writers = set(batches_written.values_list("task_name", "attempt", "delivery"))
+    assert writers == {("weather.tasks.refresh_weather_batch", 0, 1)}
+    assert {host.split("@")[0] for host in batches_written.values_list("host", flat=True)} == {"bulk"}
+    assert os.getpid() not in set(batches_written.values_list("pid", flat=True)), "written by the pool's children"
 
 
 def test_one_bad_location_fails_alone(live, sim):

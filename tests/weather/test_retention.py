@@ -10,7 +10,7 @@ from django_celery_results.models import TaskResult
 
 from tests.factories import make_city
 from weather import retention
-from weather.models import QuotaGrant, WeatherData
+from weather.models import Effect, QuotaGrant, WeatherData
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +32,8 @@ def rows(settings):
         # date_done is auto_now: set the age afterwards.
         TaskResult.objects.filter(task_id=f"t{i}").update(date_done=now - age)
     QuotaGrant.objects.create(granted_at=now - timedelta(days=3), locations=5, consumer="bulk")
+    for unit, at in (("old", expired), ("new", fresh)):
+        Effect.objects.create(kind="reading", unit=unit, applied=True, recorded_at=at)
     return city
 
 
@@ -41,8 +43,9 @@ def test_cleanup_deletes_exactly_the_expired_rows_in_batches(rows):
     deletes = [q["sql"] for q in queries.captured_queries if q["sql"].startswith('DELETE FROM "weather_weatherdata"')]
     assert len(deletes) == 3  # 7 rows in batches of 3
     assert progress == {**progress, "readings_deleted": 7, "task_results_deleted": 1,
-                        "quota_grants_deleted": 1, "finished": True}
+                        "quota_grants_deleted": 1, "effects_deleted": 1, "finished": True}
     assert WeatherData.objects.count() == 3
+    assert list(Effect.objects.values_list("unit", flat=True)) == ["new"]
     assert list(TaskResult.objects.values_list("task_id", flat=True)) == ["t1"]
 
 

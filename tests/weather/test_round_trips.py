@@ -1,4 +1,7 @@
-"""The writes on a click's path are one statement each, sent outside any transaction: one round trip."""
+"""The writes on a click's path are one statement each, sent outside any transaction: one round trip.
+
+Storing the reading is the exception by design: the reading and its ledger row commit together.
+"""
 
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -17,6 +20,8 @@ from weather.models import PendingFetch, QuotaGrant, TaskAttempt, WeatherData
 from weather.quota import Consumer, QuotaExceededError, QuotaLimits, reserve
 from weather.ratelimit import hit
 from weather.services import Reading
+from weather.models import Effect
+from weather.refresh import store_readings
 from weather.storage import upsert_readings
 from weather.tasks import fetch_weather_for_city, refresh_weather_batch
 
@@ -64,6 +69,15 @@ def test_storing_a_reading_is_one_statement_and_stays_idempotent():
     assert statements_of(lambda: upsert_readings([(city.pk, Reading(3.0, 80.0, 1010.0, observed))])) == ONE_INSERT
     upsert_readings([(city.pk, Reading(4.0, 81.0, 1011.0, observed))])
     assert list(WeatherData.objects.filter(city=city).values_list("temperature", "humidity")) == [(4.0, 81.0)]
+
+
+def test_a_new_reading_and_its_ledger_row_are_two_inserts_in_one_transaction():
+    city = make_city()
+    observed = datetime(2026, 11, 30, 12, 0, tzinfo=UTC)
+    sent = statements_of(lambda: store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, observed))]))
+    # BEGIN and COMMIT are not statements Django sends through execute: the two inserts run inside them.
+    assert sent == [("INSERT", False), ("INSERT", False)]
+    assert list(Effect.objects.values_list("kind", "applied")) == [("reading", True)]
 
 
 def test_each_state_in_the_result_backend_is_one_statement_and_keeps_when_the_task_started():

@@ -1,6 +1,7 @@
 """The weather app's models, a module per concern; every model is importable from here."""
 
 from .access import ApiKey
+from .effects import Effect
 from .execution import LaneSample, TaskAttempt
 from .limits import ProviderQuota, QuotaGrant, RateWindow
 from .readings import City, CityQuerySet, DailySummary, WeatherData, validate_finite
@@ -15,6 +16,7 @@ __all__ = [
     "CityQuerySet",
     "DailySummary",
     "DailySummaryRun",
+    "Effect",
     "LaneSample",
     "PendingFetch",
     "ProviderQuota",

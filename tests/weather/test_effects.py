@@ -1,0 +1,145 @@
+"""The effects ledger: each write of a unit recorded with it, and a checker that fails when a unit is applied twice."""
+
+import dataclasses
+import threading
+from datetime import UTC, date, datetime, timedelta
+
+import pytest
+from django.db import connection, connections, transaction
+
+from tests.factories import make_city
+from tools.harness import wait_for
+from weather import effects, etl, refresh, storage
+from weather.models import DailySummary, Effect, RefreshBatch, RefreshRun, WeatherData
+from weather.refresh import BatchOutcome
+from weather.services import Reading
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+OBSERVED = datetime(2026, 11, 30, 12, 15, tzinfo=UTC)
+
+
+def test_the_same_slot_stored_twice_is_applied_once_and_discarded_once():
+    city = make_city()
+    assert refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))]) == {city.pk}
+    assert refresh.store_readings([(city.pk, Reading(4.0, 81.0, 1011.0, OBSERVED))]) == set()
+    assert WeatherData.objects.get(city=city).temperature == 4.0, "the later answer still rewrites the values"
+    assert effects.tally() == [effects.KindTally("reading", units=1, applied=1, discarded=1, applied_twice=0)]
+    assert effects.applied_twice() == {}
+    assert Effect.objects.filter(applied=True).get().unit == f"{city.pk}@2026-11-30T12:15:00Z"
+
+
+def test_a_broken_idempotency_key_shows_as_a_unit_applied_twice(monkeypatch):
+    # Break the key once: store the row under the time it was fetched, not the provider's observation slot.
+    # The unique constraint is satisfied (the rows differ), so counting rows per key sees nothing; the ledger,
+    # keyed by the slot the provider reported, sees the same unit's effect committed twice.
+    city = make_city()
+    real_upsert = storage.upsert_readings
+    shift = iter(range(1, 100))
+
+    def keyed_by_fetch_time(readings):
+        return real_upsert([(c, dataclasses.replace(r, observed_at=r.observed_at + timedelta(seconds=next(shift))))
+                            for c, r in readings])
+
+    monkeypatch.setattr(refresh, "upsert_readings", keyed_by_fetch_time)
+    for _ in range(2):
+        refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))])
+    assert WeatherData.objects.filter(city=city).count() == 2
+    assert effects.applied_twice() == {("reading", f"{city.pk}@2026-11-30T12:15:00Z"): 2}
+    assert effects.tally()[0].applied_twice == 1
+
+
+def test_work_rolled_back_leaves_no_ledger_row():
+    city = make_city()
+    with pytest.raises(RuntimeError), transaction.atomic():
+        refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))])
+        raise RuntimeError("the worker died before its commit")
+    assert (WeatherData.objects.count(), Effect.objects.count()) == (0, 0)
+
+
+def _waiting_on_a_lock(pid: int) -> bool:
+    with connection.cursor() as cursor:
+        cursor.execute("SELECT wait_event_type FROM pg_stat_activity WHERE pid = %s", [pid])
+        row = cursor.fetchone()
+    return bool(row) and row[0] == "Lock"
+
+
+def test_two_copies_writing_the_same_slot_at_once_apply_it_once():
+    # The first copy has inserted and not committed; the second blocks on its row, and once the first
+    # commits the statement itself decides: nothing created, discarded. No read-then-write race to lose.
+    city = make_city()
+    first_inserted, second_done = threading.Event(), threading.Event()
+    release_first = threading.Event()
+    outcome: dict[str, set[int]] = {}
+    second_pid: list[int] = []
+
+    def first():
+        try:
+            with transaction.atomic():
+                outcome["first"] = refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))])
+                first_inserted.set()
+                release_first.wait(30)
+        finally:
+            connections.close_all()
+
+    def second():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_pid.append(cursor.fetchone()[0])
+            outcome["second"] = refresh.store_readings([(city.pk, Reading(3.5, 80.0, 1010.0, OBSERVED))])
+        finally:
+            second_done.set()
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_inserted.wait(30)
+    threads[1].start()
+    try:
+        wait_for(lambda: second_pid and _waiting_on_a_lock(second_pid[0]), timeout=30,
+                 what="the second copy to wait on the first one's row")
+    finally:
+        release_first.set()
+        for thread in threads:
+            thread.join(30)
+    assert second_done.is_set()
+    assert (outcome["first"], outcome["second"]) == ({city.pk}, set())
+    assert effects.applied_twice() == {}
+    assert sorted(Effect.objects.values_list("applied", flat=True)) == [False, True]
+
+
+def test_a_batch_completed_by_a_second_copy_keeps_the_first_ones_figures():
+    run = RefreshRun.objects.create(task_id="dispatch-1", batch_size=2, batches_total=1, cities_total=2)
+    RefreshBatch.objects.create(run=run, index=0, cities=2)
+    assert refresh.complete_batch(run.pk, 0, BatchOutcome(refreshed=2), "bulk@one") is True
+    assert refresh.complete_batch(run.pk, 0, BatchOutcome(refreshed=1, failed={9: "x"}), "bulk@two") is False
+    batch = RefreshBatch.objects.get(run=run)
+    assert (batch.refreshed, batch.failed, batch.worker) == (2, 0, "bulk@one")
+    assert effects.tally() == [effects.KindTally("batch", units=1, applied=1, discarded=1, applied_twice=0)]
+
+
+def test_a_dispatch_delivered_again_resumes_its_run_and_says_so():
+    make_city()
+    first, _ = refresh.start_or_resume_run("dispatch-2")
+    again, _ = refresh.start_or_resume_run("dispatch-2")
+    assert first.pk == again.pk
+    assert list(Effect.objects.order_by("id").values_list("kind", "unit", "applied")) == [
+        ("run", "dispatch-2", True), ("run", "dispatch-2", False)]
+
+
+def test_the_etl_load_records_each_city_day_and_a_reload_rewrites_without_applying_again():
+    city = make_city()
+    day = date(2026, 11, 30)
+    payload = {"day": day.isoformat(), "summaries": [[city.pk, 1.0, 5.0, 3.0, 4]]}
+    etl.load(payload)
+    etl.load({**payload, "summaries": [[city.pk, 1.0, 6.0, 3.5, 5]]})
+    assert DailySummary.objects.get(city=city).max_temperature == 6.0
+    assert effects.tally() == [effects.KindTally("summary", units=1, applied=1, discarded=1, applied_twice=0)]
+    assert Effect.objects.filter(applied=True).get().unit == f"{city.pk}@2026-11-30"
+
+
+def test_outside_a_task_the_ledger_names_this_process():
+    who = effects.execution()
+    assert (who["task_id"], who["attempt"], who["delivery"]) == ("", 0, 1)
+    assert who["pid"] > 0 and who["host"]
