@@ -8,7 +8,7 @@ Scenarios (loopback only, each bounded in time):
 
 Columns: trials (faults injected, or publishes tried), accepted (batches enqueued, or
 starts confirmed by the cluster), refused (starts answered 503), completed, lost
-(accepted but never completed), duplicated readings, cities refreshed and failed,
+(accepted but never completed), units applied twice (the effects ledger), cities refreshed and failed,
 dead letters the broker made.
 """
 
@@ -20,7 +20,7 @@ from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
-HEADERS = ["scenario", "trials", "accepted", "refused", "completed", "lost", "duplicated", "cities_ok",
+HEADERS = ["scenario", "trials", "accepted", "refused", "completed", "lost", "applied twice", "cities_ok",
            "cities_failed", "dead_letters"]
 PUBLISHES = 20
 
@@ -48,7 +48,7 @@ def run(cluster: Any, cities: int, latency_ms: float, log_dir: Path, sim: Any, s
     def refresh_row(name: str, trials: int, run_id: int, dead_letters: int = 0) -> list[object]:
         wait_for_run(run_id, timeout=300, what=f"{name}: the refresh to finish")
         counted = outcome(run_id)
-        return [name, trials, counted.enqueued, 0, counted.completed, counted.lost, counted.duplicated,
+        return [name, trials, counted.enqueued, 0, counted.completed, counted.lost, counted.applied_twice,
                 counted.cities_ok, counted.cities_failed, dead_letters]
 
     def start_refresh(batches_first: int = 3) -> int:

@@ -231,9 +231,9 @@ class ComposeStack:
 
         return wait_for(finished, timeout=timeout, interval=1, what=f"refresh run {run_id} to finish")
 
-    def duplicate_readings(self) -> int:
-        """Cities with more than one reading for the same observation time (the upsert's promise: none)."""
-        return self.count("SELECT count(*) FROM (SELECT city_id, observed_at FROM weather_weatherdata"
+    def units_applied_twice(self) -> int:
+        """Units of work whose effect the ledger saw committed more than once (weather.effects.applied_twice)."""
+        return self.count("SELECT count(*) FROM (SELECT kind, unit FROM weather_effect WHERE applied"
                           " GROUP BY 1, 2 HAVING count(*) > 1) d")
 
     def crash(self, container: str) -> None:

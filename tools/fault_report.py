@@ -1,4 +1,4 @@
-"""Fault report: run each fault scenario against real processes and print what was lost or duplicated.
+"""Fault report: run each fault scenario against real processes and print what was lost or applied twice.
 
 Scenarios (loopback only, each bounded in time):
   child-kill      SIGKILL a pool child mid-batch, --kills times, during a refresh
@@ -13,10 +13,10 @@ the bulk leader killed, publishes during its election, no majority, a poison mes
 
 Columns: batches enqueued, batches completed (done or reported failed), lost
 (still pending at the end), re-run (provider reservations beyond one a batch:
-retries and redeliveries of at-least-once delivery), duplicated (readings
-beyond one per city and observation: the unique constraint makes this 0; it
-is counted rather than assumed), the most locations granted in any sliding
-minute against the bulk cap, and whether every pool was still the process it
+retries and redeliveries of at-least-once delivery), applied twice (units of
+work, a reading slot or a batch, whose effect the effects ledger saw committed
+more than once, keyed by the provider's slot so that a broken key shows), the
+most locations granted in any sliding minute against the bulk cap, and whether every pool was still the process it
 was at the start (kill scenarios restart the bulk pool on purpose).
 
     .venv/bin/python -m tools.fault_report [--cities 1000 --kills 10] [--cluster]
@@ -152,7 +152,7 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
                    if name == "provider-30pct" else "-")
             same_pools = all(pools.alive(p) and pools.processes[p].pid == first_pids[p] for p in LANE_NAMES)
             rows.append([name, trials, counted.enqueued, counted.completed, counted.lost, counted.rerun,
-                         counted.duplicated, counted.cities_ok, counted.cities_failed, counted.busiest_minute, cap,
+                         counted.applied_twice, counted.cities_ok, counted.cities_failed, counted.busiest_minute, cap,
                          "yes" if same_pools else "restarted"])
             print(f"{name}: done", flush=True)
     finally:
@@ -160,7 +160,7 @@ def report(args: argparse.Namespace, cluster: RabbitCluster | None) -> int:
         purge_lanes()
         server.shutdown()
 
-    headers = ["scenario", "trials", "enqueued", "completed", "lost", "re-run", "duplicated",
+    headers = ["scenario", "trials", "enqueued", "completed", "lost", "re-run", "applied twice",
                "cities_ok", "cities_failed", "max_locations_per_minute", "bulk_cap_per_minute", "same_pools"]
     print_table(headers, rows)
     path = write_json("fault_report", {"machine": machine(), "settings": vars(args),

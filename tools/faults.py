@@ -36,14 +36,11 @@ def busiest_minute(grants: Iterable[tuple[datetime, int]]) -> int:
     return max((sum(n for at, n in grants if end - timedelta(minutes=1) < at <= end) for end, _ in grants), default=0)
 
 
-def duplicated_readings() -> int:
-    """Readings beyond one per city and observation."""
-    from django.db.models import Count
+def applied_twice() -> int:
+    """Units of work (a reading slot, a batch, a run, a summary day) whose effect the ledger saw committed twice."""
+    from weather import effects
 
-    from weather.models import WeatherData
-
-    counts = WeatherData.objects.values("city_id", "observed_at").annotate(n=Count("id")).values_list("n", flat=True)
-    return sum(n - 1 for n in counts if n > 1)
+    return len(effects.applied_twice())
 
 
 @dataclass(frozen=True)
@@ -53,7 +50,7 @@ class RunOutcome:
     enqueued: int
     completed: int
     rerun: int
-    duplicated: int
+    applied_twice: int
     cities_ok: int
     cities_failed: int
     busiest_minute: int
@@ -65,7 +62,7 @@ class RunOutcome:
 
 
 def outcome(run_id: int) -> RunOutcome:
-    """Count the run as it stands: batches, reservations beyond one a batch, duplicates, the busiest minute."""
+    """Count the run as it stands: batches, reservations beyond one a batch, units applied twice, the busiest minute."""
     from weather.models import QuotaGrant, RefreshBatch
 
     batches = RefreshBatch.objects.filter(run_id=run_id)
@@ -75,7 +72,7 @@ def outcome(run_id: int) -> RunOutcome:
         enqueued=enqueued,
         completed=batches.exclude(status=RefreshBatch.Status.PENDING).count(),
         rerun=max(0, QuotaGrant.objects.count() - enqueued),
-        duplicated=duplicated_readings(),
+        applied_twice=applied_twice(),
         cities_ok=summary["cities_refreshed"],
         cities_failed=summary["cities_failed"],
         busiest_minute=busiest_minute(QuotaGrant.objects.values_list("granted_at", "locations")),

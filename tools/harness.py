@@ -48,6 +48,28 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 20.0, interval: floa
         time.sleep(interval)
 
 
+@contextlib.contextmanager
+def within(seconds: float, what: str) -> Iterator[None]:
+    """Fail the test if the block has not finished `seconds` after it began: a bounded wait on one call.
+
+    Interrupts the call with SIGALRM (the main thread only) rather than timing it after the fact:
+    a call that would hang fails at its bound. pytest-timeout's own alarm is put back afterwards.
+    """
+    def expired(signum: int, frame: Any) -> None:
+        raise AssertionError(f"{what} did not happen within {seconds} s")
+
+    previous_handler = signal.signal(signal.SIGALRM, expired)
+    previous_delay, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    started = time.monotonic()
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous_handler)
+        if previous_delay:
+            signal.setitimer(signal.ITIMER_REAL, max(previous_delay - (time.monotonic() - started), 0.001))
+
+
 class Simulator:
     """Test-side handle on the simulator's control endpoints."""
 

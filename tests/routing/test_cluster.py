@@ -21,10 +21,11 @@ from django_celery_results.models import TaskResult
 from routing import BULK, DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, MAINTENANCE
 from tests.conftest import require
 from tests.factories import make_cities
-from tools.faults import busiest_minute, duplicated_readings, kill_bulk_leader, majority_lost, poison_one_batch
+from tools.faults import FROZEN, applied_twice, busiest_minute, kill_bulk_leader, majority_lost, poison_one_batch
 from tools.harness import ROOT, WorkerPools, post_json, run_summary, wait_for, wait_for_run, worker_env
 from tools.rabbit_cluster import RabbitCluster, cluster_possible, rabbit_cluster
 from tools.web_tier import web_tier
+from tools.workload import Poster
 from weather.apikeys import issue_key
 from weather.models import DailySummaryRun, QuotaGrant, RefreshRun, WeatherData
 from weather.quota import Consumer, QuotaLimits
@@ -106,7 +107,7 @@ def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, 
     cap = QuotaLimits(per_minute, 0, 0, settings.WEATHER_QUOTA_INTERACTIVE_RESERVE).cap("minute", Consumer.BULK)
     assert cap < 400
     on_cluster.start("bulk", extra_env={"WEATHER_QUOTA_PER_MINUTE": str(per_minute)})
-    sim.configure(latency_ms=300)
+    sim.configure(latency_ms=300, fixed_time=FROZEN)
     make_cities(400)
     run = _refresh(env)
     wait_for(lambda: run_summary(run.pk)["batches_done"] >= 2, timeout=60, what="the refresh to be under way")
@@ -114,7 +115,7 @@ def test_killing_the_bulk_leader_mid_refresh_loses_nothing(cluster, on_cluster, 
     summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
     assert WeatherData.objects.count() == 400
-    assert duplicated_readings() == 0
+    assert applied_twice() == 0
     assert busiest_minute(QuotaGrant.objects.values_list("granted_at", "locations")) <= cap, \
         "the quota never exceeded, node killed or not"
     assert cluster.leader(BULK.name) != leader, "a surviving node leads the queue now"
@@ -129,28 +130,33 @@ def test_a_202_during_a_leader_election_is_never_lost(cluster, on_cluster, sim):
     env = on_cluster.env
     _, key = issue_key("cluster-test", rate_limit_per_minute=1000)
     today = timezone.now().date()
-    accepted, refusals = [], []
+    days = [today - timedelta(days=n) for n in range(1, settings.WEATHER_RETENTION_DAYS)]
     with web_tier(env) as tier:
-        kill_bulk_leader(cluster)
-        # Starts of the daily summary (published to bulk, a quorum lane) while the queue elects a new leader:
-        # a 202 only once the cluster confirmed the message, else a 503.
-        for days_ago in range(1, 16):
-            request = urllib.request.Request(
-                f"{tier.edge}/api/etl/daily-summary?day={today - timedelta(days=days_ago)}", data=b"",
-                method="POST", headers={"X-API-Key": key})
-            try:
-                with urllib.request.urlopen(request, timeout=15) as response:
-                    accepted.append(json.load(response)["task_id"])
-            except urllib.error.HTTPError as error:
-                refusals.append((error.code, error.read()[:200]))
-            time.sleep(0.2)
-    assert all(code == 503 for code, _ in refusals), refusals
-    assert accepted, "the cluster accepted starts again within the loop"
+        # Starts of the daily summary (published to bulk, a quorum lane), one after another, while the queue
+        # elects a new leader: a 202 only once the cluster confirmed the message, else a 503.
+        starts = Poster((f"{tier.edge}/api/etl/daily-summary?day={day}" for day in days),
+                        headers={"X-API-Key": key}, every_s=0.1)
+        starts.start()
+        wait_for(lambda: len(starts.answers) >= 2, timeout=30, what="starts before the kill")
+        killed_at = time.monotonic()
+        leader = kill_bulk_leader(cluster)
+        wait_for(lambda: cluster.leader(BULK.name) is not leader, timeout=60, interval=0.2,
+                 what="a new leader of bulk")
+        elected_at = time.monotonic()
+        wait_for(lambda: starts.sent_after(elected_at) >= 3 or not starts.is_alive(), timeout=120,
+                 what="starts after the election")
+        answers = starts.finish()
+    timeline = [(round(a.sent - killed_at, 2), round(a.answered - killed_at, 2), a.status) for a in answers]
+    assert [a for a in answers if a.under_way(killed_at, elected_at)], \
+        f"no start was under way during the election: the test proved nothing {timeline}"
+    assert starts.sent_after(elected_at) >= 3, f"the days ran out before the election ended {timeline}"
+    assert all(a.status in (202, 503) for a in answers), timeline
+    assert all(a.status == 202 for a in answers if a.sent > elected_at), f"refused after the election {timeline}"
+    accepted = [a.body["task_id"] for a in answers if a.status == 202]
     # Every accepted start ran: the last step of each accepted chain succeeded.
     wait_for(lambda: TaskResult.objects.filter(task_id__in=accepted, status="SUCCESS").count() == len(accepted),
              timeout=120, what="every accepted chain to finish")
     assert DailySummaryRun.objects.filter(task_id__in=accepted).count() == len(accepted)
-    print(f"{len(accepted)} accepted, {len(refusals)} refused during the election")
 
 
 def test_a_click_while_the_interactive_queues_node_is_down_is_refused_never_lost(cluster, on_cluster, sim):
@@ -223,7 +229,7 @@ def test_a_poison_message_is_dead_lettered_by_the_cluster_and_replayed_after_a_l
     pools, env = on_cluster, on_cluster.env
     pools.start(BULK.name, concurrency=1)
     make_cities(5)
-    sim.configure(latency_ms=500)
+    sim.configure(latency_ms=500, fixed_time=FROZEN)
     run = _refresh(env)
     # Every delivery of the one batch is killed mid-request; the quorum queue counts the returns.
     poison_one_batch(pools, lambda: sim.stats()["requests"])
@@ -234,8 +240,8 @@ def test_a_poison_message_is_dead_lettered_by_the_cluster_and_replayed_after_a_l
     assert wait_for_run(run.pk)["cities_failed"] == 5
     # The dead letters are replicated: with their queue's leader gone, another node hands them back.
     cluster.kill(cluster.leader(DEAD_LETTER_QUEUE.name))
-    sim.configure(latency_ms=0)
+    sim.configure(latency_ms=0, fixed_time=FROZEN)
     replayed = _manage(env, "deadletters", "replay", "--all")
     assert replayed.returncode == 0, replayed.stdout + replayed.stderr
     wait_for(lambda: WeatherData.objects.count() == 5, timeout=90, what="the replayed batch")
-    assert duplicated_readings() == 0
+    assert applied_twice() == 0

@@ -3,7 +3,6 @@ on): every lane is replicated, interactive included, so killing the node that le
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterator
 
@@ -15,9 +14,10 @@ from routing import BULK, DEAD_LETTER_QUEUE, INTERACTIVE, MAINTENANCE
 from tests.conftest import require
 from tests.factories import make_cities
 from tools.compose_stack import engine_possible
-from tools.harness import WorkerPools, post_json, wait_for, worker_env
+from tools.harness import WorkerPools, wait_for, worker_env
 from tools.rabbit_containers import ContainerBroker, container_broker
 from tools.web_tier import web_tier
+from tools.workload import Poster
 from weather.models import WeatherData
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
@@ -56,30 +56,11 @@ def test_every_lane_is_a_replicated_quorum_queue(cluster, interactive_pool):
         assert all(node.name in " ".join(members) for node in cluster.nodes), (queue, members)
 
 
-class Clicker(threading.Thread):
-    """Clicks through the web tier on one city after another, one answer before the next, until stopped."""
-
-    def __init__(self, edge: str, city_ids: list[int]) -> None:
-        super().__init__(daemon=True)
-        self.edge, self.city_ids = edge, city_ids
-        self.stop = threading.Event()
-        # (sent, answered, status, body) of each click.
-        self.answers: list[tuple[float, float, int, dict]] = []
-
-    def run(self) -> None:
-        for city_id in self.city_ids:
-            if self.stop.is_set():
-                return
-            sent = time.monotonic()
-            status, body = post_json(f"{self.edge}/api/cities/{city_id}/refresh")
-            self.answers.append((sent, time.monotonic(), status, body))
-
-
 def test_killing_the_node_that_leads_interactive_loses_no_accepted_click(cluster, interactive_pool, sim):
     cities = make_cities(CITIES)
     leader = cluster.leader(INTERACTIVE.name)
     with web_tier(interactive_pool.env) as tier:
-        clicker = Clicker(tier.edge, [city.pk for city in cities])
+        clicker = Poster(f"{tier.edge}/api/cities/{city.pk}/refresh" for city in cities)
         clicker.start()
         wait_for(lambda: len(clicker.answers) >= 10, timeout=30, what="clicks before the kill")
         killed_at = time.monotonic()
@@ -88,21 +69,18 @@ def test_killing_the_node_that_leads_interactive_loses_no_accepted_click(cluster
                            interval=0.2, what="a new leader of interactive")
         elected_at = time.monotonic()
         # Clicks go on past the election: those sent after it must all be accepted.
-        wait_for(lambda: sum(sent > elected_at for sent, *_ in clicker.answers) >= 10 or not clicker.is_alive(),
+        wait_for(lambda: clicker.sent_after(elected_at) >= 10 or not clicker.is_alive(),
                  timeout=120, what="clicks after the election")
-        clicker.stop.set()
-        clicker.join(timeout=30)
-    answers = clicker.answers
-    assert sum(sent > elected_at for sent, *_ in answers) >= 10, "the cities ran out before the election ended"
+        answers = clicker.finish()
+    assert clicker.sent_after(elected_at) >= 10, "the cities ran out before the election ended"
     assert elected in cluster.running()
-    timeline = [(round(sent - killed_at, 2), round(answered - killed_at, 2), status)
-                for sent, answered, status, _ in answers]
-    during = [status for sent, answered, status, _ in answers if sent <= elected_at and answered >= killed_at]
+    timeline = [(round(a.sent - killed_at, 2), round(a.answered - killed_at, 2), a.status) for a in answers]
+    during = [a.status for a in answers if a.under_way(killed_at, elected_at)]
     assert during, f"no click was under way during the election: the test proved nothing {timeline}"
-    refusals = [(sent, status) for sent, _, status, _ in answers if status != 202]
-    assert all(status == 503 for _, status in refusals), timeline
-    assert all(sent <= elected_at for sent, _ in refusals), f"a click sent after the election was refused {timeline}"
-    accepted = [body["task_id"] for _, _, status, body in answers if status == 202]
+    refusals = [a for a in answers if a.status != 202]
+    assert all(a.status == 503 for a in refusals), timeline
+    assert all(a.sent <= elected_at for a in refusals), f"a click sent after the election was refused {timeline}"
+    accepted = [a.body["task_id"] for a in answers if a.status == 202]
     assert accepted
     wait_for(lambda: TaskResult.objects.filter(task_id__in=accepted, status="SUCCESS").count() == len(accepted),
              timeout=120, interval=0.5, what="every accepted click's fetch")

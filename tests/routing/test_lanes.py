@@ -2,7 +2,6 @@
 
 import json
 import os
-import time
 from io import StringIO
 
 import pytest
@@ -114,10 +113,10 @@ def test_interactive_fetch_finishes_while_bulk_is_saturated(live, sim):
     wait_for(lambda: sim.stats()["requests"] >= POOL_SLOTS["bulk"], timeout=10, what="every bulk slot to be busy")
     try:
         person = make_city()
-        started = time.monotonic()
         enqueue_city_fetch(person.pk, Priority.CLICK)
-        wait_for(lambda: WeatherData.objects.filter(city=person).exists(), timeout=30, what="the interactive fetch")
-        elapsed = time.monotonic() - started
+        # Bounded by the lane's own soft limit: a fetch queued behind a bulk batch would wait 8 s a batch.
+        wait_for(lambda: WeatherData.objects.filter(city=person).exists(),
+                 timeout=load_pools({})["interactive"].soft_time_limit, what="the interactive fetch")
         finished_batches = RefreshBatch.objects.filter(run=run).exclude(status=RefreshBatch.Status.PENDING).count()
         backlog = queue_depth("bulk")
     finally:
@@ -130,7 +129,6 @@ def test_interactive_fetch_finishes_while_bulk_is_saturated(live, sim):
         live.start("bulk")
     assert finished_batches == 0, "the interactive fetch waited for a bulk batch to finish"
     assert backlog > 50, "bulk must still hold its backlog when the interactive fetch completes"
-    assert elapsed < load_pools({})["interactive"].soft_time_limit
 
 
 @pytest.mark.generations

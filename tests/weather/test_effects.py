@@ -51,9 +51,14 @@ def test_a_broken_idempotency_key_shows_as_a_unit_applied_twice(monkeypatch):
 
 def test_work_rolled_back_leaves_no_ledger_row():
     city = make_city()
-    with pytest.raises(RuntimeError), transaction.atomic():
-        refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))])
-        raise RuntimeError("the worker died before its commit")
+
+    def store_then_die() -> None:
+        with transaction.atomic():
+            refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))])
+            raise RuntimeError("the worker died before its commit")
+
+    with pytest.raises(RuntimeError):
+        store_then_die()
     assert (WeatherData.objects.count(), Effect.objects.count()) == (0, 0)
 
 
@@ -142,4 +147,5 @@ def test_the_etl_load_records_each_city_day_and_a_reload_rewrites_without_applyi
 def test_outside_a_task_the_ledger_names_this_process():
     who = effects.execution()
     assert (who["task_id"], who["attempt"], who["delivery"]) == ("", 0, 1)
-    assert who["pid"] > 0 and who["host"]
+    assert who["pid"] > 0
+    assert who["host"]

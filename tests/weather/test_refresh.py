@@ -12,8 +12,8 @@ from django.core.management import call_command
 from routing import Priority
 from tests.factories import make_cities, make_city
 from tools.harness import purge_lanes, wait_for
-from weather.dispatch import enqueue_city_fetch
 from weather import effects
+from weather.dispatch import enqueue_city_fetch
 from weather.models import Effect, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 

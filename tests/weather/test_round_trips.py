@@ -16,12 +16,11 @@ from django_celery_results.models import TaskResult
 from tests.factories import make_city
 from weather.dispatch import _claim, _fetch_is_stale
 from weather.guard import record_start
-from weather.models import PendingFetch, QuotaGrant, TaskAttempt, WeatherData
+from weather.models import Effect, PendingFetch, QuotaGrant, TaskAttempt, WeatherData
 from weather.quota import Consumer, QuotaExceededError, QuotaLimits, reserve
 from weather.ratelimit import hit
-from weather.services import Reading
-from weather.models import Effect
 from weather.refresh import store_readings
+from weather.services import Reading
 from weather.storage import upsert_readings
 from weather.tasks import fetch_weather_for_city, refresh_weather_batch
 

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 
 import pytest
+from celery import current_app as app
 from django.conf import settings
 from django.contrib.auth.models import User
 from django.db.models import Count
@@ -20,10 +20,10 @@ from django.test import Client
 from routing.broker import failure_detection_bound
 from tests.conftest import require
 from tests.factories import make_cities
-from tools.faults import busiest_minute
+from tools.faults import FROZEN, applied_twice, busiest_minute
 from tools.harness import ROOT, purge_lanes, queue_consumers, wait_for, wait_for_run
 from tools.testhosts import NetnsHosts, namespaces_possible, netns_hosts
-from weather.models import QuotaGrant, RefreshBatch, RefreshRun, WeatherData
+from weather.models import Effect, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 
 pytestmark = [pytest.mark.integration]
@@ -54,6 +54,12 @@ def _manage(hosts: NetnsHosts, *args: str) -> subprocess.CompletedProcess:
                           text=True, timeout=60)
 
 
+def _running_nothing(node: str) -> bool:
+    """Whether the worker answers and runs no task (asked through the broker, as `celery inspect active`)."""
+    active = app.control.inspect(destination=[node], timeout=2).active() or {}
+    return node in active and not active[node]
+
+
 def _refresh(cities: int) -> RefreshRun:
     make_cities(cities)
     run_id = update_all_weather_data.delay().get(timeout=60)["run_id"]
@@ -67,7 +73,7 @@ def test_the_failure_detection_bound_follows_the_heartbeat():
 
 
 def test_bulk_replicas_on_two_hosts_share_a_refresh(hosts, sim):
-    sim.configure(latency_ms=300)
+    sim.configure(latency_ms=300, fixed_time=FROZEN)
     quota = {"WEATHER_QUOTA_PER_MINUTE": "500", "WEATHER_QUOTA_INTERACTIVE_RESERVE": "0.1"}
     for host in (1, 2):
         hosts.start(host, "bulk", extra_env={**HOST_ENV, **quota}, concurrency=2)
@@ -86,14 +92,15 @@ def test_bulk_replicas_on_two_hosts_share_a_refresh(hosts, sim):
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (400, 0), summary
     workers = dict(RefreshBatch.objects.filter(run=run).values_list("worker").annotate(n=Count("id")))
     assert set(workers) == {"bulk@fbh1", "bulk@fbh2"}, workers
-    # One reading per city and observation, and the quota's bulk share never exceeded in any minute.
+    # Each city's observation applied once, and the quota's bulk share never exceeded in any minute.
     assert WeatherData.objects.count() == 400
-    assert not WeatherData.objects.values("city", "observed_at").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert applied_twice() == 0
     assert busiest_minute(QuotaGrant.objects.values_list("granted_at", "locations")) <= 450
 
 
 def test_a_host_cut_off_mid_refresh_loses_nothing_and_comes_back_by_itself(hosts, sim):
-    sim.configure(latency_ms=1500)
+    # One observation slot: what host 1 runs again after the link returns meets what host 2 stored.
+    sim.configure(latency_ms=1500, fixed_time=FROZEN)
     # Host 1 alone first, so it holds batches (one running, the rest prefetched) when it is cut off.
     hosts.start(1, "bulk", extra_env=HOST_ENV, concurrency=1, prefetch_multiplier=4)
     run = _refresh(200)
@@ -101,31 +108,25 @@ def test_a_host_cut_off_mid_refresh_loses_nothing_and_comes_back_by_itself(hosts
     # the queue's unacknowledged count: a quorum queue reports it seconds late.)
     wait_for(lambda: sim.stats()["requests"] >= 1, timeout=30, what="host 1 to hold batches")
     hosts.cut(1)
-    cut_at = time.monotonic()
     hosts.start(2, "bulk", extra_env=HOST_ENV, concurrency=2)
-    # Host 2's own start (seconds, more on a loaded machine) is not the broker's to bound.
-    host_2_ready_s = time.monotonic() - cut_at
-    # Host 2 runs what nobody held at once; what host 1 held (its running batch and the
-    # prefetched ones) comes back only when the broker notices the silence by the missing
-    # heartbeats. Every batch done by host 2 means all of it was redelivered, and the
-    # run's end bounds when: the detection bound, plus host 2's time for those batches.
+    # Host 2 runs what nobody held at once; what host 1 held (its running batch and the prefetched
+    # ones) comes back only when the broker notices the silence by the missing heartbeats. Every
+    # batch done by host 2 means all of it was redelivered. (How long that takes is measured by
+    # tools/cluster_faults.py, not asserted here.)
     summary = wait_for_run(run.pk, timeout=FAILURE_DETECTION_S + 60)
-    finished_s = time.monotonic() - cut_at
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (200, 0), summary
     assert set(RefreshBatch.objects.filter(run=run).values_list("worker", flat=True)) == {"bulk@fbh2"}
-    held_batches_s = 4 * 1.5 / 2 + 5  # at most 4 held (prefetch 4), 1.5 s each on 2 slots, and slack
-    bound_s = max(FAILURE_DETECTION_S, host_2_ready_s) + held_batches_s
-    print(f"every batch done {finished_s:.1f} s after the cut (host 2 ready after {host_2_ready_s:.1f} s; "
-          f"bound {bound_s:.1f} s)")
-    assert finished_s <= bound_s
     assert WeatherData.objects.count() == 200
 
     # The link returns: host 1 reconnects by itself, and what it ran again changes nothing in effect.
     hosts.reconnect(1)
     wait_for(lambda: queue_consumers("bulk") == 2, timeout=90, interval=0.5, what="host 1 to consume again")
-    time.sleep(3)
+    wait_for(lambda: _running_nothing("bulk@fbh1"), timeout=60, interval=0.5,
+             what="host 1 to have finished or dropped what it held")
     assert WeatherData.objects.count() == 200
-    assert not WeatherData.objects.values("city", "observed_at").annotate(n=Count("id")).filter(n__gt=1).exists()
+    assert applied_twice() == 0
+    applied_by = set(Effect.objects.filter(applied=True, kind__in=["reading", "batch"]).values_list("host", flat=True))
+    assert applied_by == {"bulk@fbh2"}, "host 1's late copies were discarded, not applied"
     assert set(RefreshBatch.objects.filter(run=run).values_list("status", flat=True)) == {"done"}
     pings = _manage(hosts, "doctor", "--json").stdout
     assert "bulk@fbh1" in pings, pings[-2000:]

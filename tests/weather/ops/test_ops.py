@@ -2,7 +2,6 @@
 
 import os
 import socket
-import time
 
 import pytest
 from celery import current_app as app
@@ -12,7 +11,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from routing import Priority
 from tests.factories import make_city
-from tools.harness import purge_lanes, wait_for
+from tools.harness import purge_lanes, wait_for, within
 from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch
 from weather.tasks import cleanup_old_weather_data
@@ -67,9 +66,8 @@ def test_ops_queues_reports_depth_and_consumers_from_rabbitmq(live, staff):
 
 def test_operator_views_answer_503_when_the_broker_is_away(staff, monkeypatch):
     monkeypatch.setitem(app.conf, "broker_read_url", "amqp://guest:guest@127.0.0.1:1//")
-    started = time.monotonic()
-    refused = staff.get("/api/ops/queues")
-    assert time.monotonic() - started < 10
+    with within(10, "the refusal of /api/ops/queues"):
+        refused = staff.get("/api/ops/queues")
     assert refused.status_code == 503
     assert refused.json()["error"].startswith("broker unavailable")
     page = staff.get("/ops/")
@@ -131,9 +129,8 @@ def test_health_and_readiness(live, monkeypatch):
     assert ready.status_code == 200
     assert ready.json()["checks"] == {"database": "ok", "broker": "ok"}
     monkeypatch.setitem(app.conf, "broker_read_url", "amqp://guest:guest@127.0.0.1:1//")
-    started = time.monotonic()
-    down = Client().get("/readyz")
-    assert time.monotonic() - started < 10
+    with within(10, "/readyz's answer"):
+        down = Client().get("/readyz")
     assert down.status_code == 503
     assert down.json()["checks"]["database"] == "ok"
     assert down.json()["checks"]["broker"].startswith("error")

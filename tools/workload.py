@@ -1,0 +1,55 @@
+"""A steady stream of HTTP requests under faults, each one's send and answer time kept for the checks after."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from tools.harness import post_json
+
+
+@dataclass(frozen=True)
+class Answer:
+    """One request: when it was sent and answered (monotonic seconds), its status and its JSON body."""
+
+    sent: float
+    answered: float
+    status: int
+    body: dict
+
+    def under_way(self, start: float, end: float) -> bool:
+        """Whether the request was in flight at some moment between start and end."""
+        return self.sent <= end and self.answered >= start
+
+
+class Poster(threading.Thread):
+    """POSTs each URL in turn, one answer before the next, until the URLs run out or it is stopped."""
+
+    def __init__(self, urls: Iterable[str], headers: dict[str, str] | None = None, every_s: float = 0.0) -> None:
+        super().__init__(daemon=True)
+        self.urls, self.headers, self.every_s = iter(urls), headers or {}, every_s
+        self.stop = threading.Event()
+        self.answers: list[Answer] = []
+
+    def run(self) -> None:
+        for url in self.urls:
+            if self.stop.is_set():
+                return
+            sent = time.monotonic()
+            status, body = post_json(url, self.headers)
+            self.answers.append(Answer(sent, time.monotonic(), status, body))
+            # Paced by an event, so stopping never waits out the pause.
+            if self.stop.wait(self.every_s):
+                return
+
+    def sent_after(self, moment: float) -> int:
+        """How many requests were sent after this moment."""
+        return sum(answer.sent > moment for answer in self.answers)
+
+    def finish(self, timeout: float = 30) -> list[Answer]:
+        """Stop after the request in flight; every answer."""
+        self.stop.set()
+        self.join(timeout)
+        return list(self.answers)
