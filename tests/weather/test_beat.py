@@ -3,11 +3,14 @@
 import subprocess
 import sys
 from datetime import datetime, timedelta
+from html.parser import HTMLParser
 
 import pytest
 from celery import current_app as app
 from celery.utils.imports import symbol_by_name
 from django.conf import settings
+from django.contrib.auth.models import User
+from django.test import Client
 from django_celery_beat.models import CrontabSchedule, IntervalSchedule, PeriodicTask
 from django_celery_results.models import TaskResult
 
@@ -110,3 +113,79 @@ def test_a_real_beat_sends_each_entry_to_its_lane_with_an_expiry(live, tmp_path)
         live.stop("maintenance")
         purge_lanes()
         live.start("maintenance")
+
+
+class _FormFields(HTMLParser):
+    """The values a browser would submit from a page's form: inputs, checked boxes, selected options, textareas."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fields: dict[str, str] = {}
+        self._select: str | None = None
+        self._textarea: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        found = {k: v or "" for k, v in attrs}
+        name = found.get("name")
+        if tag == "input" and name and found.get("type") not in ("submit", "button", "file"):
+            if found.get("type") not in ("checkbox", "radio") or "checked" in found:
+                self.fields[name] = found.get("value", "on" if found.get("type") == "checkbox" else "")
+        elif tag == "select" and name:
+            self._select = name
+            self.fields.setdefault(name, "")
+        elif tag == "option" and self._select and "selected" in found:
+            self.fields[self._select] = found.get("value", "")
+        elif tag == "textarea" and name:
+            self._textarea = name
+            self.fields[name] = ""
+
+    def handle_endtag(self, tag: str) -> None:
+        if tag == "select":
+            self._select = None
+        elif tag == "textarea":
+            self._textarea = None
+
+    def handle_data(self, data: str) -> None:
+        if self._textarea:
+            self.fields[self._textarea] += data.removeprefix("\n") if not self.fields[self._textarea] else data
+
+
+@pytest.mark.integration
+def test_an_entry_edited_in_the_admin_is_sent_as_edited_by_the_running_beat(live, tmp_path):
+    # Through the admin's own form (its save sends the signal the beat watches), not a queryset .update().
+    every_second, _ = IntervalSchedule.objects.get_or_create(every=1, period=IntervalSchedule.SECONDS)
+    entry = PeriodicTask.objects.create(name="summary probe", task="weather.tasks.extract_data",
+                                        args='["2026-01-01"]', interval=every_second, expire_seconds=60)
+    live.stop("bulk")  # what beat sends stays on the queue to be read
+    purge_lanes()
+    staff = Client()
+    staff.force_login(User.objects.create_superuser("beat-editor", "beat-editor@example.com", "x"))
+    beat = subprocess.Popen([sys.executable, "-m", "workers", "beat"], cwd=ROOT, env=live.env,
+                            stdout=(tmp_path / "beat.log").open("wb"), stderr=subprocess.STDOUT)
+    try:
+        assert wait_for(lambda: "'2026-01-01'" in " ".join(_sent_args("bulk")), timeout=60,
+                        what="the beat to send the entry as created")
+        url = f"/admin/django_celery_beat/periodictask/{entry.pk}/change/"
+        form = _FormFields()
+        form.feed(staff.get(url).content.decode())
+        saved = staff.post(url, {**form.fields, "args": '["2026-01-02"]', "_save": "Save"})
+        assert saved.status_code == 302, saved.content.decode()[-3000:]
+        assert PeriodicTask.objects.get(pk=entry.pk).args == '["2026-01-02"]'
+        wait_for(lambda: "'2026-01-02'" in " ".join(_sent_args("bulk")), timeout=60,
+                 what="the running beat to send the edited entry")
+        assert beat.poll() is None
+    finally:
+        beat.kill()
+        beat.wait(timeout=10)
+        PeriodicTask.objects.filter(pk=entry.pk).delete()
+        purge_lanes()
+        live.start("bulk")
+
+
+def _sent_args(queue: str) -> list[str]:
+    """The argument reprs of every message on the queue, taken off (they are the test's own)."""
+    reprs = []
+    with app.connection_for_write() as connection:
+        while (message := connection.default_channel.basic_get(queue, no_ack=True)) is not None:
+            reprs.append(str(message.headers.get("argsrepr")))
+    return reprs

@@ -8,9 +8,10 @@ from io import StringIO
 
 import pytest
 from celery import current_app as app
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.db.models import Sum
 from django.test import Client
+from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, DELIVERY_LIMIT, INTERACTIVE, LANE_NAMES, Priority, deployed
 from tests.factories import make_cities, make_city
@@ -29,7 +30,7 @@ from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for, w
 from weather import effects
 from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
-from weather.models import PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
+from weather.models import Effect, PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.integration
@@ -85,10 +86,17 @@ def test_a_message_that_keeps_killing_its_worker_ends_in_dead_letter_and_can_be_
     assert json.loads(letter["args"])["args"] == [city.pk]
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 1, "listing leaves the message in place"
 
-    sim.configure(latency_ms=0)
+    sim.configure(latency_ms=0, fixed_time=FROZEN)
     call_command("deadletters", "replay", task_id, stdout=StringIO())
     wait_for(lambda: WeatherData.objects.filter(city=city).exists(), timeout=30, what="the replayed fetch")
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+    # The same letter replayed again (a second operator, a retried script): a clear error, nothing sent.
+    with pytest.raises(CommandError, match=f"not found in the dead-letter queue: {task_id}"):
+        call_command("deadletters", "replay", task_id, stdout=StringIO())
+    assert wait_for(lambda: TaskResult.objects.filter(task_id=task_id, status="SUCCESS").exists(), timeout=30,
+                    what="the replayed fetch's result")
+    assert sim.stats()["requests"] == kills + 1, "the replay ran once"
+    assert list(Effect.objects.filter(task_id=task_id).values_list("kind", "applied")) == [("reading", True)]
 
 
 def _logged_since(log, offset: int) -> str:

@@ -14,7 +14,7 @@ from routing import DEAD_LETTER_QUEUE
 from tests.factories import make_cities, make_city
 from tools.harness import queue_depth, wait_for
 from weather.apikeys import issue_key
-from weather.models import DailySummary, TaskAttempt, WeatherData
+from weather.models import DailySummary, Effect, RefreshRun, TaskAttempt, WeatherData
 from weather.tasks import cleanup_old_weather_data, fetch_weather_for_city, update_all_weather_data
 
 pytestmark = pytest.mark.integration
@@ -129,6 +129,21 @@ def test_a_provider_failure_shows_our_message_not_the_providers_text(live, sim):
     assert body["state"] == "FAILURE"
     assert body["error"] == "TransientProviderError: provider error (500)"
     assert "injected" not in json.dumps(body), "the provider's own words stay in the worker's log"
+
+
+def test_an_expired_message_is_discarded_by_the_worker_not_run(live, sim):
+    # A periodic refresh whose expiry passed while it waited (its pool was down, say): the next slot covers it.
+    make_cities(3)
+    expired = update_all_weather_data.apply_async(expires=timezone.now() - timedelta(seconds=1))
+    wait_for(lambda: TaskResult.objects.filter(task_id=expired.id, status="REVOKED").exists(), timeout=30,
+             what="the worker to discard the expired message")
+    assert not RefreshRun.objects.exists(), "not run"
+    assert sim.stats()["requests"] == 0
+    assert not Effect.objects.exists()
+    assert queue_depth("bulk") == 0, "discarded, not left on the queue"
+    # The same message with time left runs on the same pool.
+    summary = update_all_weather_data.apply_async(expires=timezone.now() + timedelta(minutes=5)).get(timeout=30)
+    assert RefreshRun.objects.get().pk == summary["run_id"]
 
 
 def test_city_deleted_after_enqueue_fails_with_a_clear_error(live, sim):
