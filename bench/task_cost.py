@@ -12,6 +12,10 @@ queue of the lane's type, against a zero-latency simulator, in the same run:
   maintenance  the retention cleanup with nothing to delete (`cleanup_old_weather_data`)
                against the retention service called bare
 
+The `noledger` variant is the project's task with EFFECTS_LEDGER=false on the worker: the
+effects ledger's cost (its row and the transaction it shares with the write) is the
+difference from `project`.
+
 The `events` variant is the project's task again with TASK_EVENTS=true on the worker
 (what the compose monitoring profile turns on for Flower) while a receiver consumes the
 events as Flower does; it counts them, so the table shows events sent per task.
@@ -24,7 +28,7 @@ are the rows inserted, updated and deleted in the run's database while the worke
 flushed), per task.
 
     .venv/bin/python -m bench.task_cost [--tasks 2000] [--lanes bulk interactive maintenance]
-                                        [--variants project events bare]
+                                        [--variants project noledger events bare]
 """
 
 from __future__ import annotations
@@ -46,7 +50,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tasks", type=int, default=2000)
     parser.add_argument("--lanes", nargs="+", default=list(LANE_NAMES), choices=LANE_NAMES)
-    parser.add_argument("--variants", nargs="+", default=["project", "bare"], choices=["project", "events", "bare"])
+    parser.add_argument("--variants", nargs="+", default=["project", "bare"],
+                        choices=["project", "noledger", "events", "bare"])
     add_label_argument(parser)
     args = parser.parse_args()
 
@@ -136,10 +141,10 @@ def main() -> int:
 
     results = []
     try:
-        for variant in ("project", "events"):
+        variant_env = {"project": {}, "noledger": {"EFFECTS_LEDGER": "false"}, "events": {"TASK_EVENTS": "true"}}
+        for variant, extra_env in variant_env.items():
             if variant not in args.variants:
                 continue
-            extra_env = {"TASK_EVENTS": "true"} if variant == "events" else {}
             if variant == "events":
                 threading.Thread(target=receive_events, daemon=True).start()
                 listening.wait(10)

@@ -81,7 +81,7 @@ def fresh_cities(count: int, name: str) -> None:
     from weather.models import City
 
     with connection.cursor() as cursor:
-        cursor.execute("TRUNCATE weather_weatherdata, weather_refreshbatch, weather_refreshrun, "
+        cursor.execute("TRUNCATE weather_weatherdata, weather_refreshbatch, weather_refreshrun, weather_effect, "
                        "weather_quotagrant, weather_taskattempt, django_celery_results_taskresult, weather_city "
                        "RESTART IDENTITY CASCADE")
     City.objects.bulk_create(City(name=f"{name} {i}", country_code="FR", latitude=(i * 0.0137) % 80,

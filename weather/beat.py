@@ -14,8 +14,11 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta
+from typing import Any
 
+from celery.schedules import crontab
+from celery.schedules import schedule as interval
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError
 from django.db.models import DateTimeField, DurationField, ExpressionWrapper, Q, Value
@@ -28,6 +31,7 @@ from routing.broker import BrokerUnavailableError
 from .adapters.celery_beat import reread_entries
 from .lanesamples import sample_lanes
 from .models import BeatHeartbeat, BeatLease
+from .schedules import SLOT_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +64,23 @@ def beat_heartbeat(instance: str, leading: bool, timezone: str) -> None:
     """Record this tick and the timezone this beat schedules in; doctor reads the freshest heartbeats."""
     BeatHeartbeat.objects.update_or_create(instance=instance,
                                            defaults={"beat_at": Now(), "leading": leading, "timezone": timezone})
+
+
+def due_slot(name: str, schedule: Any, last_run_at: datetime) -> str:
+    """"<entry>@<the moment it is due>", from its last run alone: every beat that read the same row names the same slot.
+
+    A leader paused mid-send and resumed after a standby took over sends the slot the
+    standby already sent; the refresh it starts then finds that slot's run (weather.refresh).
+    """
+    if isinstance(schedule, crontab):
+        start, delta, _ = schedule.remaining_delta(last_run_at)
+        due = start + delta
+    elif isinstance(schedule, interval):
+        due = schedule.maybe_make_aware(last_run_at) + schedule.run_every
+    else:  # solar and one-off schedules: the estimate, to the second
+        due = (schedule.now() + schedule.remaining_estimate(last_run_at) + timedelta(milliseconds=500)).replace(
+            microsecond=0)
+    return f"{name}@{due.isoformat()}"
 
 
 class SeedingDatabaseScheduler(DatabaseScheduler):
@@ -98,6 +119,12 @@ class SeedingDatabaseScheduler(DatabaseScheduler):
         if not leading:
             return renew_within
         return min(super().tick(*args, **kwargs), renew_within)
+
+    def apply_async(self, entry: Any, producer: Any = None, advance: bool = True, **kwargs: Any) -> Any:
+        """Send the entry's task stamped with the slot it runs for (computed before the entry moves on)."""
+        slot = due_slot(entry.name, entry.schedule, entry.last_run_at or entry.default_now())
+        entry.options = {**entry.options, "headers": {**(entry.options.get("headers") or {}), SLOT_HEADER: slot}}
+        return super().apply_async(entry, producer, advance, **kwargs)
 
     def setup_schedule(self) -> None:
         """Seed the settings' entries that are missing; leave existing ones as edited.

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
 from celery import current_task
+from django.conf import settings
+from django.db import transaction
 from django.db.models import Count, Q, QuerySet
 
 from .guard import delivery_count
@@ -51,11 +55,50 @@ def execution() -> dict[str, Any]:
     }
 
 
+def enabled() -> bool:
+    """Whether writes are recorded (EFFECTS_LEDGER)."""
+    return settings.EFFECTS_LEDGER
+
+
+# The ledger rows of the shared transaction in progress, inserted together just before it commits.
+_pending: ContextVar[list[Effect] | None] = ContextVar("effects_pending", default=None)
+
+
+@contextlib.contextmanager
+def shared_transaction() -> Iterator[None]:
+    """The transaction a write and its ledger rows commit in; none when the ledger is off (each statement alone).
+
+    The rows recorded inside it go in one INSERT at its end: a batch's readings and its
+    completion cost one statement of ledger, not one each.
+    """
+    if not enabled():
+        yield
+        return
+    with transaction.atomic():
+        outer = _pending.get()
+        rows: list[Effect] = []
+        token = _pending.set(rows)
+        try:
+            yield
+        finally:
+            _pending.reset(token)
+        if outer is not None:
+            outer.extend(rows)  # nested: the outer transaction inserts them
+        elif rows:
+            Effect.objects.bulk_create(rows, batch_size=1000)
+
+
 def record(kind: Effect.Kind, outcomes: Iterable[tuple[str, bool]]) -> int:
-    """One ledger row per (unit, applied) for the running execution; call it inside the work's transaction."""
+    """One ledger row per (unit, applied) for the running execution, written with the shared transaction's work."""
+    if not enabled():
+        return 0
     who = execution()
     rows = [Effect(kind=kind, unit=unit, applied=applied, **who) for unit, applied in outcomes]
-    Effect.objects.bulk_create(rows, batch_size=1000)
+    pending = _pending.get()
+    if pending is not None:
+        pending.extend(rows)
+    else:
+        Effect.objects.bulk_create(rows, batch_size=1000)
     return len(rows)
 
 

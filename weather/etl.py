@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
 
-from django.db import transaction
 from django.db.models import Count, Max, Min, Sum
 from django.utils import timezone
 
@@ -63,7 +62,7 @@ def load(payload: dict) -> dict:
         for city_id, low, high, mean, count in payload["summaries"]
     ]
     fields = ["min_temperature", "max_temperature", "mean_temperature", "readings_count", "computed_at"]
-    with transaction.atomic():
+    with effects.shared_transaction():
         created = insert_missing(rows, unique_fields=["city", "day"], returning="city")
         upsert([row for row in rows if row.city_id not in created], unique_fields=["city", "day"],
                update_fields=fields)

@@ -20,8 +20,8 @@ from __future__ import annotations
 import contextlib
 from typing import Any
 
-from celery import Task
-from celery.exceptions import Reject
+from celery import Task, states
+from celery.exceptions import Ignore, Reject
 from django.conf import settings
 from django.db import Error, connection
 from django.utils import timezone
@@ -104,6 +104,22 @@ class CrashGuardedTask(Task):
                         self.backend.mark_as_failure(request.id, CrashLoopError(reason), request=request)
                 raise Reject(f"{self.name}[{request.id}] {reason}", requeue=False)
         return super().__call__(*args, **kwargs)
+
+    def decline(self, exc: Exception) -> Ignore:
+        """End the running task as FAILURE with `exc` and acknowledge it, rather than dead-letter it.
+
+        For an ending the caller has had as its answer and can act on (the provider quota
+        used up until a time the result states, a passing provider fault that outlasted
+        the retries): nothing for a person to inspect or replay. Raise what it returns.
+        Celery skips after_return for an ignored task, so it is called here: what the
+        message holds is released as for any ending.
+        """
+        request = self.request
+        with contextlib.suppress(Error):
+            self.backend.mark_as_failure(request.id, exc, request=request)
+        self.after_return(states.FAILURE, exc, request.id, tuple(request.args or ()), dict(request.kwargs or {}),
+                          None)
+        return Ignore()
 
     def on_crash_limit(self, task_id: str, args: tuple, kwargs: dict) -> None:
         """Called just before a poison message is dead-lettered: release what it holds.

@@ -18,6 +18,8 @@ from .dispatch import Enqueued
 
 # What a client is told to wait when the broker cannot take a message.
 BROKER_RETRY_AFTER_S = 5
+# ... and when the database cannot answer (restarting, failing over): about a restart's length.
+DATABASE_RETRY_AFTER_S = 5
 
 
 class Problem(Schema):
@@ -128,6 +130,11 @@ def queue_unavailable(error: BrokerUnavailableError) -> ProblemError:
         return ProblemError(503, f"the task queue cannot take work now: {error}; try again shortly",
                             retry_after=BROKER_RETRY_AFTER_S)
     return ProblemError(503, "the task queue is unavailable; try again shortly", retry_after=BROKER_RETRY_AFTER_S)
+
+
+def database_unavailable() -> ProblemError:
+    """The 503 for a request the database could not serve (its connection refused or lost): come back shortly."""
+    return ProblemError(503, "the database is unavailable; try again shortly", retry_after=DATABASE_RETRY_AFTER_S)
 
 
 def unknown_city(city_id: object) -> ProblemError:

@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from datetime import timedelta
 
 from django.conf import settings
-from django.db import transaction
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from . import effects, quota
@@ -76,33 +76,52 @@ class BatchOutcome:
     failed: dict[int, str] = field(default_factory=dict)
 
 
-def refresh_batch(city_ids: Sequence[int]) -> BatchOutcome:
-    """One provider request for all these cities and one bulk upsert of their readings."""
+@dataclass(frozen=True)
+class BatchOf:
+    """The refresh batch a request belongs to, and the worker running it."""
+
+    run_id: int
+    index: int
+    worker: str = ""
+
+
+def refresh_batch(city_ids: Sequence[int], batch: BatchOf | None = None) -> BatchOutcome:
+    """One provider request for all these cities and one bulk upsert of their readings.
+
+    With its batch, the readings and the batch's completion commit together: one
+    transaction (one commit to wait for) where the ledger's rows of both go too.
+    """
     cities = list(City.objects.filter(pk__in=city_ids).only("id", "latitude", "longitude").order_by("pk"))
     outcome = BatchOutcome()
     found = {city.pk for city in cities}
     for missing in set(city_ids) - found:
         outcome.failed[missing] = "city no longer exists"
-    if not cities:
-        return outcome
-    results = _ask_provider([_location(city) for city in cities], Consumer.BULK)
     good: list[tuple[int, Reading]] = []
-    for city, result in zip(cities, results, strict=True):
-        if isinstance(result, InvalidReadingError):
-            outcome.failed[city.pk] = str(result)
-        else:
-            good.append((city.pk, result))
-    store_readings(good)
+    if cities:
+        results = _ask_provider([_location(city) for city in cities], Consumer.BULK)
+        for city, result in zip(cities, results, strict=True):
+            if isinstance(result, InvalidReadingError):
+                outcome.failed[city.pk] = str(result)
+            else:
+                good.append((city.pk, result))
     outcome.refreshed = len(good)
+    with effects.shared_transaction():
+        _store(good)
+        if batch is not None:
+            _complete(batch, outcome)
     return outcome
 
 
 def store_readings(readings: list[tuple[int, Reading]]) -> set[int]:
     """Upsert the readings and, in the same transaction, a ledger row for each: the cities whose slot was new."""
-    with transaction.atomic():
-        created = upsert_readings(readings)
-        effects.record(Effect.Kind.READING, [(effects.reading_unit(city_id, reading.observed_at), city_id in created)
-                                             for city_id, reading in readings])
+    with effects.shared_transaction():
+        return _store(readings)
+
+
+def _store(readings: list[tuple[int, Reading]]) -> set[int]:
+    created = upsert_readings(readings)
+    effects.record(Effect.Kind.READING, [(effects.reading_unit(city_id, reading.observed_at), city_id in created)
+                                         for city_id, reading in readings])
     return created
 
 
@@ -116,23 +135,25 @@ def skip_done_batch(run_id: int, index: int) -> None:
     effects.record(Effect.Kind.BATCH, [(effects.batch_unit(run_id, index), False)])
 
 
-def complete_batch(run_id: int, index: int, outcome: BatchOutcome, worker: str) -> bool:
-    """Mark the batch done with its outcome, and record it in the ledger; whether this execution was the one.
+def complete_batch(batch: BatchOf, outcome: BatchOutcome) -> bool:
+    """Mark the batch done with its outcome, and record it in the ledger; whether this execution was the one."""
+    with effects.shared_transaction():
+        return _complete(batch, outcome)
 
-    Only a batch not done yet changes: a copy of it finishing second (delivered again while the
-    first was cut off or paused) is recorded as discarded and leaves the first one's figures.
-    """
-    with transaction.atomic():
-        changed = RefreshBatch.objects.filter(run_id=run_id, index=index).exclude(
-            status=RefreshBatch.Status.DONE).update(
-            status=RefreshBatch.Status.DONE,
-            refreshed=outcome.refreshed,
-            failed=len(outcome.failed),
-            error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
-            finished_at=timezone.now(),
-            worker=worker,
-        )
-        effects.record(Effect.Kind.BATCH, [(effects.batch_unit(run_id, index), changed == 1)])
+
+def _complete(batch: BatchOf, outcome: BatchOutcome) -> bool:
+    """Only a batch not done yet changes: a copy of it finishing second (delivered again while the
+    first was cut off or paused) is recorded as discarded and leaves the first one's figures."""
+    changed = RefreshBatch.objects.filter(run_id=batch.run_id, index=batch.index).exclude(
+        status=RefreshBatch.Status.DONE).update(
+        status=RefreshBatch.Status.DONE,
+        refreshed=outcome.refreshed,
+        failed=len(outcome.failed),
+        error="; ".join(f"{city}: {why}" for city, why in list(outcome.failed.items())[:5]),
+        finished_at=timezone.now(),
+        worker=batch.worker,
+    )
+    effects.record(Effect.Kind.BATCH, [(effects.batch_unit(batch.run_id, batch.index), changed == 1)])
     return changed == 1
 
 
@@ -150,26 +171,42 @@ def active_city_batches(batch_size: int | None = None) -> Iterator[list[int]]:
         yield batch
 
 
-def start_or_resume_run(task_id: str | None) -> tuple[RefreshRun, list[tuple[int, list[int]]]]:
+def start_or_resume_run(task_id: str | None, slot: str | None = None,
+                        ) -> tuple[RefreshRun, list[tuple[int, list[int]]]]:
     """The refresh run of this dispatch message, with the batches still to send, as (index, city ids).
 
     Idempotent per message: a redelivered dispatch (its worker died midway) finds
     its run by task id and gets only the batches not done yet; a batch sent twice
-    is harmless, since storing readings is an upsert.
+    is harmless, since storing readings is an upsert. Idempotent per periodic slot:
+    another message for a slot that has its run (a beat resumed after a pause sent
+    it again) gets that run and nothing to send.
     """
+    unit = slot or task_id or ""
     run = RefreshRun.objects.filter(task_id=task_id).first() if task_id else None
     if run is not None:
-        effects.record(Effect.Kind.RUN, [(task_id or "", False)])
+        effects.record(Effect.Kind.RUN, [(unit, False)])
         indexes = set(run.batches.filter(status=RefreshBatch.Status.PENDING).values_list("index", flat=True))
         return run, [(i, batch) for i, batch in enumerate(active_city_batches(run.batch_size)) if i in indexes]
+    twin = RefreshRun.objects.filter(slot=slot).first() if slot else None
+    if twin is not None:
+        effects.record(Effect.Kind.RUN, [(unit, False)])
+        return twin, []
     batch_size = settings.WEATHER_BATCH_SIZE
     batches = list(active_city_batches(batch_size))
-    with transaction.atomic():
-        run = RefreshRun.objects.create(task_id=task_id, batch_size=batch_size, batches_total=len(batches),
-                                        cities_total=sum(len(batch) for batch in batches))
-        RefreshBatch.objects.bulk_create(
-            RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches))
-        effects.record(Effect.Kind.RUN, [(task_id or f"run {run.pk}", True)])
+    try:
+        with transaction.atomic():
+            run = RefreshRun.objects.create(task_id=task_id, slot=slot, batch_size=batch_size,
+                                            batches_total=len(batches),
+                                            cities_total=sum(len(batch) for batch in batches))
+            RefreshBatch.objects.bulk_create(
+                RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches))
+            effects.record(Effect.Kind.RUN, [(unit or f"run {run.pk}", True)])
+    except IntegrityError:
+        if not slot:
+            raise
+        # The slot's twin created its run between our look and our insert.
+        effects.record(Effect.Kind.RUN, [(unit, False)])
+        return RefreshRun.objects.get(slot=slot), []
     return run, list(enumerate(batches))
 
 

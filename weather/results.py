@@ -7,6 +7,9 @@ network (a host cut off), that write raised out of the consumer and the worker
 exited for good instead of reconnecting. A RETRY state is informational: the
 message is redelivered whether it is recorded or not, so a failed write is
 logged and the worker carries on. Tasks whose results are ignored get none.
+So is STARTED, written before the task's body runs: a failed write is logged and
+the body runs, meeting the outage itself (and retrying) rather than the message
+being dead-lettered unrun.
 
 Each state is written in one statement (an upsert on the task id): the library's
 get-or-create then save took four round trips for STARTED and two for SUCCESS,
@@ -44,7 +47,16 @@ class ResilientDatabaseBackend(RowStoringBackend):
             # Stamped by the database, as the library does.
             row.date_started = Now()
             rewritten.append("date_started")
-        upsert([row], unique_fields=["task_id"], update_fields=rewritten)
+        try:
+            upsert([row], unique_fields=["task_id"], update_fields=rewritten)
+        except (DatabaseError, InterfaceError) as error:
+            if fields["status"] != states.STARTED:
+                raise
+            # STARTED is written before the body runs: raised there, Celery takes it for an error
+            # of its own and the message goes to the dead letters unrun (found by the nemesis,
+            # during a PostgreSQL restart). The body meets the outage itself and retries.
+            log.warning("task %s: its STARTED state was not recorded (database unavailable: %s)",
+                        fields["task_id"], error)
 
     def mark_as_retry(self, task_id: str, exc: Exception, traceback: Any = None, request: Any = None,
                       store_result: bool = True, state: str = states.RETRY) -> Any:

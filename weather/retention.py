@@ -67,8 +67,8 @@ def cleanup(*, progress: dict | None = None, batch_size: int | None = None,
         ("task_results_deleted", TaskResult.objects.filter(date_done__lt=now - settings.CELERY_RESULT_EXPIRES)),
         # Grants older than the longest quota window no longer count for anything.
         ("quota_grants_deleted", QuotaGrant.objects.filter(granted_at__lt=now - timedelta(days=2))),
-        # The ledger explains the readings it recorded: kept as long as they are.
-        ("effects_deleted", Effect.objects.filter(recorded_at__lt=cutoff)),
+        ("effects_deleted", Effect.objects.filter(
+            recorded_at__lt=now - timedelta(days=settings.EFFECTS_RETENTION_DAYS))),
     )
     for key, queryset in tables:
         if not delete_in_batches(queryset, progress, key, batch_size=batch_size, should_stop=should_stop):

@@ -19,6 +19,9 @@ MARGIN = timedelta(minutes=1)
 REFRESH_EXPIRES = REFRESH_INTERVAL - MARGIN
 CLEANUP_EXPIRES = CLEANUP_INTERVAL - MARGIN
 
+# The header the beat stamps on each periodic message: "<entry>@<due time>" (weather.beat.due_slot).
+SLOT_HEADER = "periodic_slot"
+
 REFRESH_TASK = "weather.tasks.update_all_weather_data"
 CLEANUP_TASK = "weather.tasks.cleanup_old_weather_data"
 

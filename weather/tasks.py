@@ -20,14 +20,15 @@ from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch
 from .quota import QuotaExceededError
 from .refresh import (
+    BatchOf,
     batch_done,
-    complete_batch,
     quota_deferral,
     refresh_batch,
     refresh_city,
     skip_done_batch,
     start_or_resume_run,
 )
+from .schedules import SLOT_HEADER
 from .services import TransientProviderError
 from .storage import delete_rows
 
@@ -69,12 +70,17 @@ def fetch_weather_for_city(self, city_id: int) -> dict:
     try:
         return refresh_city(int(city_id))
     except RETRYABLE as exc:
+        if self.request.retries >= self.max_retries:
+            # A passing fault outlasted the retries: the person is told, and can ask again; an
+            # operator has nothing to replay. (A click that can never succeed is dead-lettered.)
+            raise self.decline(exc) from exc
         raise _retry(self, exc) from exc
     except QuotaExceededError as exc:
         wait = exc.wait_seconds()
         if wait <= INTERACTIVE_QUOTA_WAIT_S and self.request.retries < self.max_retries:
             raise self.retry(exc=exc, countdown=broker_countdown(wait, self.lane)) from exc
-        raise
+        # The person reads "quota returns at HH:MM" as the result: nothing to replay later.
+        raise self.decline(exc) from exc
 
 
 @shared_task(bind=True)
@@ -85,7 +91,8 @@ def update_all_weather_data(self) -> dict:
     its run by task id and sends again only the batches not done yet; a batch
     sent twice is harmless, since storing readings is an upsert.
     """
-    run, pending = start_or_resume_run(self.request.id)
+    # Sent by the beat, the message names its periodic slot: one run a slot, however often it is sent.
+    run, pending = start_or_resume_run(self.request.id, getattr(self.request, SLOT_HEADER, None))
     for index, batch in pending:
         refresh_weather_batch.apply_async(args=[run.pk, index, batch])
     return run.summary()
@@ -116,7 +123,7 @@ def refresh_weather_batch(self, run_id: int, index: int, city_ids: list[int]) ->
         if batch_done(run_id, index):
             skip_done_batch(run_id, index)  # delivered again after a copy of it finished: spare the quota
             return
-        complete_batch(run_id, index, refresh_batch(city_ids), self.request.hostname or "")
+        refresh_batch(city_ids, BatchOf(run_id, index, self.request.hostname or ""))
     except QuotaExceededError as exc:
         _defer_for_quota(run_id, index, city_ids, exc)
     except RETRYABLE as exc:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from django.core.exceptions import ImproperlyConfigured
 
-from envvars import env_float, env_int, env_str
+from envvars import env_bool, env_float, env_int, env_str
 from weather import provider, schedules
 
 # Refresh requests a client may make per minute (all web processes together).
@@ -25,6 +25,11 @@ WEATHER_BATCH_SIZE = env_int("WEATHER_BATCH_SIZE", 200, minimum=1, maximum=provi
 WEATHER_CONNECT_TIMEOUT = env_float("WEATHER_CONNECT_TIMEOUT", 3.05, minimum=0.1)
 WEATHER_READ_TIMEOUT = env_float("WEATHER_READ_TIMEOUT", 10.0, minimum=0.1)
 WEATHER_RETENTION_DAYS = env_int("WEATHER_RETENTION_DAYS", 30, minimum=1)
+# The effects ledger (weather/effects.py): a row for each reading, batch, run and summary written, in
+# the work's own transaction, so a checker can count a unit applied twice. About one row a reading:
+# kept a week by default, for the history a checker or an operator reads; off drops it and its transaction.
+EFFECTS_LEDGER = env_bool("EFFECTS_LEDGER", True)
+EFFECTS_RETENTION_DAYS = env_int("EFFECTS_RETENTION_DAYS", 7, minimum=1)
 # Rows per delete transaction in the cleanup: small enough that no statement holds
 # locks for long (5,000 readings delete in ~30 ms here), large enough to keep up.
 WEATHER_CLEANUP_BATCH_SIZE = env_int("WEATHER_CLEANUP_BATCH_SIZE", 5000, minimum=1)

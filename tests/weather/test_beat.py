@@ -2,7 +2,7 @@
 
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from html.parser import HTMLParser
 
 import pytest
@@ -189,3 +189,17 @@ def _sent_args(queue: str) -> list[str]:
         while (message := connection.default_channel.basic_get(queue, no_ack=True)) is not None:
             reprs.append(str(message.headers.get("argsrepr")))
     return reprs
+
+
+def test_every_beat_that_read_the_same_row_names_the_same_slot_whenever_it_sends():
+    from celery.schedules import crontab, schedule
+
+    from weather.beat import due_slot
+
+    last = datetime(2026, 12, 3, 9, 0, 5, tzinfo=UTC)
+    every_3_hours = crontab(minute="0", hour="*/3")
+    assert due_slot("refresh", every_3_hours, last) == "refresh@2026-12-03T12:00:00+00:00"
+    assert due_slot("probe", schedule(timedelta(seconds=30)), last) == "probe@2026-12-03T09:00:35+00:00"
+    # A beat paused for an hour that resumes with the same last run names the same slot.
+    assert due_slot("refresh", every_3_hours, last) == due_slot("refresh", every_3_hours, last)
+    assert due_slot("refresh", every_3_hours, last + timedelta(hours=3)) == "refresh@2026-12-03T15:00:00+00:00"

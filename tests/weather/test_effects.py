@@ -11,7 +11,7 @@ from tests.factories import make_city
 from tools.harness import wait_for
 from weather import effects, etl, refresh, storage
 from weather.models import DailySummary, Effect, RefreshBatch, RefreshRun, WeatherData
-from weather.refresh import BatchOutcome
+from weather.refresh import BatchOf, BatchOutcome
 from weather.services import Reading
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -117,8 +117,8 @@ def test_two_copies_writing_the_same_slot_at_once_apply_it_once():
 def test_a_batch_completed_by_a_second_copy_keeps_the_first_ones_figures():
     run = RefreshRun.objects.create(task_id="dispatch-1", batch_size=2, batches_total=1, cities_total=2)
     RefreshBatch.objects.create(run=run, index=0, cities=2)
-    assert refresh.complete_batch(run.pk, 0, BatchOutcome(refreshed=2), "bulk@one") is True
-    assert refresh.complete_batch(run.pk, 0, BatchOutcome(refreshed=1, failed={9: "x"}), "bulk@two") is False
+    assert refresh.complete_batch(BatchOf(run.pk, 0, "bulk@one"), BatchOutcome(refreshed=2)) is True
+    assert refresh.complete_batch(BatchOf(run.pk, 0, "bulk@two"), BatchOutcome(refreshed=1, failed={9: "x"})) is False
     batch = RefreshBatch.objects.get(run=run)
     assert (batch.refreshed, batch.failed, batch.worker) == (2, 0, "bulk@one")
     assert effects.tally() == [effects.KindTally("batch", units=1, applied=1, discarded=1, applied_twice=0)]
@@ -142,6 +142,21 @@ def test_the_etl_load_records_each_city_day_and_a_reload_rewrites_without_applyi
     assert DailySummary.objects.get(city=city).max_temperature == 6.0
     assert effects.tally() == [effects.KindTally("summary", units=1, applied=1, discarded=1, applied_twice=0)]
     assert Effect.objects.filter(applied=True).get().unit == f"{city.pk}@2026-11-30"
+
+
+def test_with_the_ledger_off_a_reading_is_one_statement_and_no_row(settings):
+    settings.EFFECTS_LEDGER = False
+    city = make_city()
+    sent: list[str] = []
+
+    def watch(execute, sql, params, many, context):
+        sent.append(sql.split(None, 1)[0].upper())
+        return execute(sql, params, many, context)
+
+    with connection.execute_wrapper(watch):
+        assert refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))]) == {city.pk}
+    assert sent == ["INSERT"]
+    assert (WeatherData.objects.count(), Effect.objects.count()) == (1, 0)
 
 
 def test_outside_a_task_the_ledger_names_this_process():

@@ -8,13 +8,15 @@ from io import StringIO
 import pytest
 from django.conf import settings
 from django.core.management import call_command
+from django_celery_results.models import TaskResult
 
-from routing import Priority
+from routing import DEAD_LETTER_QUEUE, Priority
 from tests.factories import make_cities, make_city
-from tools.harness import purge_lanes, wait_for
+from tools.harness import purge_lanes, queue_depth, wait_for
 from weather import effects
 from weather.dispatch import enqueue_city_fetch
-from weather.models import Effect, RefreshBatch, RefreshRun, WeatherData
+from weather.models import Effect, PendingFetch, RefreshBatch, RefreshRun, TaskAttempt, WeatherData
+from weather.schedules import SLOT_HEADER
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.integration
@@ -107,3 +109,41 @@ def test_refresh_all_command_waits_and_prints_the_summary(live, sim):
     out = StringIO()
     call_command("refresh_all", "--wait", "--timeout", "60", stdout=out, stderr=StringIO())
     assert "refreshed 45 of 45 cities in 1 batches; 0 failed" in out.getvalue()
+
+
+def test_two_messages_for_one_periodic_slot_make_one_run(live, sim):
+    # What a beat resumed after a pause does: send the slot the standby already sent.
+    sim.configure(fixed_time=FROZEN)
+    make_cities(60)
+    slot = {SLOT_HEADER: "update_weather_data@2026-12-03T12:00:00+00:00"}
+    first = update_all_weather_data.apply_async(headers=slot).get(timeout=30)
+    again = update_all_weather_data.apply_async(headers=slot).get(timeout=30)
+    assert again["run_id"] == first["run_id"]
+    assert RefreshRun.objects.get().slot == slot[SLOT_HEADER]
+    wait_for(lambda: RefreshRun.objects.get().summary()["finished"], timeout=60, what="the slot's run")
+    assert sim.stats()["locations"] == 60, "the second message sent no batch"
+    runs = list(Effect.objects.filter(kind="run").order_by("id").values_list("unit", "applied"))
+    assert runs == [(slot[SLOT_HEADER], True), (slot[SLOT_HEADER], False)]
+    # Without a slot (an operator's refresh_all) each message is a run of its own.
+    assert update_all_weather_data.delay().get(timeout=30)["run_id"] != first["run_id"]
+
+
+def test_a_click_refused_for_quota_fails_saying_when_quota_returns_and_is_not_dead_lettered(live, sim):
+    # A refusal the person has been told of (the result says when quota returns): nothing to replay.
+    live.start("interactive", extra_env={"WEATHER_QUOTA_PER_MINUTE": "1", "WEATHER_QUOTA_PER_HOUR": "0",
+                                         "WEATHER_QUOTA_PER_DAY": "0"})
+    purge_lanes()
+    try:
+        first, second = make_cities(2)
+        enqueue_city_fetch(first.pk, Priority.CLICK)
+        wait_for(lambda: WeatherData.objects.filter(city=first).exists(), timeout=30, what="the first click")
+        refused = enqueue_city_fetch(second.pk, Priority.CLICK).task_id
+        result = wait_for(lambda: TaskResult.objects.filter(task_id=refused, status="FAILURE").first(), timeout=30,
+                          what="the second click to be refused")
+        assert "QuotaExceededError" in result.result
+        assert "quota returns at" in result.result
+        assert queue_depth(DEAD_LETTER_QUEUE.name) == 0, "declined, not dead-lettered"
+        assert not PendingFetch.objects.exists(), "its slot released"
+        assert not TaskAttempt.objects.filter(task_id=refused).exists(), "its starts forgotten"
+    finally:
+        live.start("interactive")

@@ -32,8 +32,9 @@ def rows(settings):
         # date_done is auto_now: set the age afterwards.
         TaskResult.objects.filter(task_id=f"t{i}").update(date_done=now - age)
     QuotaGrant.objects.create(granted_at=now - timedelta(days=3), locations=5, consumer="bulk")
-    for unit, at in (("old", expired), ("new", fresh)):
-        Effect.objects.create(kind="reading", unit=unit, applied=True, recorded_at=at)
+    ledger_kept = timedelta(days=settings.EFFECTS_RETENTION_DAYS)
+    for unit, age in (("old", ledger_kept + timedelta(hours=1)), ("new", ledger_kept - timedelta(hours=1))):
+        Effect.objects.create(kind="reading", unit=unit, applied=True, recorded_at=now - age)
     return city
 
 

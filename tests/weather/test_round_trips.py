@@ -129,3 +129,21 @@ def test_ending_a_task_forgets_its_starts_only_where_they_were_counted():
     fetch_weather_for_city.after_return("SUCCESS", None, "t-1", (), {}, None)
     assert not TaskAttempt.objects.exists()
     assert statements_of(lambda: refresh_weather_batch.after_return("SUCCESS", None, "t-2", (), {}, None)) == []
+
+
+def test_a_started_state_the_database_cannot_take_is_logged_and_the_task_goes_on(monkeypatch, caplog):
+    # Raised before the body, Celery would take it for an error of its own and dead-letter the message unrun.
+    from django.db import OperationalError
+
+    from weather import results
+
+    def database_away(*args, **kwargs):
+        raise OperationalError("the database system is shutting down")
+
+    monkeypatch.setattr(results, "upsert", database_away)
+    backend = current_app.backend
+    task_id = "00000000-0000-4000-8000-000000000002"
+    backend.store_result(task_id, {"pid": 1}, "STARTED")
+    assert "its STARTED state was not recorded" in caplog.text
+    with pytest.raises(OperationalError):
+        backend.store_result(task_id, {"city_id": 7}, "SUCCESS")

@@ -14,7 +14,7 @@ from routing import DEAD_LETTER_QUEUE
 from tests.factories import make_cities, make_city
 from tools.harness import queue_depth, wait_for
 from weather.apikeys import issue_key
-from weather.models import DailySummary, Effect, RefreshRun, TaskAttempt, WeatherData
+from weather.models import DailySummary, Effect, PendingFetch, RefreshRun, TaskAttempt, WeatherData
 from weather.tasks import cleanup_old_weather_data, fetch_weather_for_city, update_all_weather_data
 
 pytestmark = pytest.mark.integration
@@ -124,11 +124,15 @@ def test_permanent_fault_fails_readably_without_a_row(live, sim):
 
 def test_a_provider_failure_shows_our_message_not_the_providers_text(live, sim):
     city = make_city()
+    dead_before = queue_depth(DEAD_LETTER_QUEUE.name)
     sim.script(*["error"] * (fetch_weather_for_city.max_retries + 1))
     body = refresh_and_wait(Client(), city.pk)
     assert body["state"] == "FAILURE"
     assert body["error"] == "TransientProviderError: provider error (500)"
     assert "injected" not in json.dumps(body), "the provider's own words stay in the worker's log"
+    # Retries outlasted by a passing fault: declined (the person has the answer), not dead-lettered.
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == dead_before
+    assert not PendingFetch.objects.filter(city=city).exists()
 
 
 def test_an_expired_message_is_discarded_by_the_worker_not_run(live, sim):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import logging
 from datetime import date, datetime
 
+from django.db import InterfaceError, OperationalError
 from django.http import Http404, HttpRequest, HttpResponse
 from ninja import NinjaAPI
 from ninja.errors import AuthenticationError, HttpError, ValidationError
 from ninja.renderers import JSONRenderer
 from ninja.responses import NinjaJSONEncoder
 
-from weather.http import ProblemError
+from weather.http import ProblemError, database_unavailable
 
 from . import cities, etl, tasks
 
@@ -90,6 +91,14 @@ def on_http_error(request: HttpRequest, exc: HttpError) -> HttpResponse:
 def on_not_found(request: HttpRequest, exc: Http404) -> HttpResponse:
     """Nothing here."""
     return _problem(request, ProblemError(404, f"nothing at {request.path[:200]}"))
+
+
+@api.exception_handler(OperationalError)
+@api.exception_handler(InterfaceError)
+def on_database_unavailable(request: HttpRequest, exc: Exception) -> HttpResponse:
+    """The database refused or lost the connection (a restart, a failover): a passing fault, a 503 to retry."""
+    log.warning("database unavailable in %s %s: %s", request.method, request.path[:200], exc)
+    return _problem(request, database_unavailable())
 
 
 @api.exception_handler(Exception)

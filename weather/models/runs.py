@@ -15,6 +15,9 @@ class RefreshRun(models.Model):
     started_at = models.DateTimeField(default=timezone.now)
     # The dispatching task's id: a redelivered dispatch finds its run instead of starting another.
     task_id = models.CharField(max_length=64, unique=True, null=True, blank=True)
+    # The periodic slot it runs for ("<entry>@<due time>", weather.beat.due_slot): a second message for
+    # the same slot (a paused beat resumed, a send repeated) finds this run instead of starting another.
+    slot = models.CharField(max_length=240, unique=True, null=True, blank=True)
     batch_size = models.PositiveIntegerField()
     batches_total = models.PositiveIntegerField(default=0)
     cities_total = models.PositiveIntegerField(default=0)

@@ -133,3 +133,22 @@ def test_a_city_deleted_while_claimed_is_a_404_not_a_500(monkeypatch):
     assert response.status_code == 404
     assert "no city" in response.json()["error"]
     assert not PendingFetch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_a_database_lost_mid_request_is_a_503_with_retry_after_not_a_500(monkeypatch):
+    # What a PostgreSQL restart does to a request in flight (found by the nemesis: 500s while it restarted).
+    from django.db import OperationalError
+
+    from weather import refreshflow
+
+    city = make_city()
+
+    def connection_lost(city_id, priority):
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(refreshflow, "enqueue_city_fetch", connection_lost)
+    response = Client().post(f"/api/cities/{city.pk}/refresh")
+    assert response.status_code == 503
+    assert response["Retry-After"] == "5"
+    assert response.json()["error"] == "the database is unavailable; try again shortly"
