@@ -30,10 +30,22 @@ FLAKY_PROVIDER = {"error_rate": 0.075, "rate_limit_rate": 0.075, "timeout_rate":
                   "timeout_sleep_s": 2, "retry_after_s": 0.2, "seed": 7}
 
 
+def busiest(grants: Iterable[tuple[datetime, int]], span: timedelta) -> int:
+    """The most locations granted in any window of `span` ending at a grant (the quota's own sliding windows)."""
+    ordered = sorted(grants)
+    most = total = start = 0
+    for at, locations in ordered:
+        total += locations
+        while ordered[start][0] <= at - span:
+            total -= ordered[start][1]
+            start += 1
+        most = max(most, total)
+    return most
+
+
 def busiest_minute(grants: Iterable[tuple[datetime, int]]) -> int:
-    """The most locations granted in any minute-long window ending at a grant (the quota's own sliding window)."""
-    grants = list(grants)
-    return max((sum(n for at, n in grants if end - timedelta(minutes=1) < at <= end) for end, _ in grants), default=0)
+    """The most locations granted in any minute-long window ending at a grant."""
+    return busiest(grants, timedelta(minutes=1))
 
 
 def applied_twice() -> int:

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterable
 from dataclasses import dataclass
-
-from tools.harness import post_json
 
 
 @dataclass(frozen=True)
@@ -18,10 +19,31 @@ class Answer:
     answered: float
     status: int
     body: dict
+    retry_after: str | None = None
 
     def under_way(self, start: float, end: float) -> bool:
         """Whether the request was in flight at some moment between start and end."""
         return self.sent <= end and self.answered >= start
+
+
+def post(url: str, headers: dict[str, str], timeout: float = 15) -> tuple[int, dict, str | None]:
+    """POST with an empty body: the status, the JSON answer (errors included) and any Retry-After.
+
+    A connection refused or cut, or no answer within `timeout`, is status 0: the client saw no answer.
+    """
+    request = urllib.request.Request(url, data=b"", method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            return response.status, json.load(response), response.headers.get("Retry-After")
+    except urllib.error.HTTPError as error:
+        raw = error.read()
+        try:
+            body = json.loads(raw or b"{}")
+        except ValueError:
+            body = {"raw": raw[:200].decode(errors="replace")}
+        return error.code, body, error.headers.get("Retry-After")
+    except (OSError, ValueError) as error:
+        return 0, {"error": str(error)}, None
 
 
 class Poster(threading.Thread):
@@ -38,8 +60,8 @@ class Poster(threading.Thread):
             if self.stop.is_set():
                 return
             sent = time.monotonic()
-            status, body = post_json(url, self.headers)
-            self.answers.append(Answer(sent, time.monotonic(), status, body))
+            status, body, retry_after = post(url, self.headers)
+            self.answers.append(Answer(sent, time.monotonic(), status, body, retry_after))
             # Paced by an event, so stopping never waits out the pause.
             if self.stop.wait(self.every_s):
                 return

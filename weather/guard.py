@@ -21,7 +21,7 @@ import contextlib
 from typing import Any
 
 from celery import Task, states
-from celery.exceptions import Ignore, Reject
+from celery.exceptions import Ignore, Reject, Retry
 from django.conf import settings
 from django.db import Error, connection
 from django.utils import timezone
@@ -29,6 +29,7 @@ from django.utils import timezone
 from routing import DELIVERY_LIMIT, deployed
 from routing.routes import lane_of_message
 
+from .backoff import broker_countdown
 from .models import TaskAttempt
 from .storage import delete_rows
 
@@ -69,6 +70,10 @@ def record_end(task_id: str) -> None:
     delete_rows(TaskAttempt, "task_id", task_id)
 
 
+# How long a declined task whose ending could not be recorded waits before it runs once more.
+UNRECORDED_RETRY_S = 5.0
+
+
 class CrashLoopError(RuntimeError):
     """A message cut its worker short on every delivery it was allowed: dead-lettered, not run again."""
 
@@ -105,18 +110,24 @@ class CrashGuardedTask(Task):
                 raise Reject(f"{self.name}[{request.id}] {reason}", requeue=False)
         return super().__call__(*args, **kwargs)
 
-    def decline(self, exc: Exception) -> Ignore:
+    def decline(self, exc: Exception) -> Ignore | Retry:
         """End the running task as FAILURE with `exc` and acknowledge it, rather than dead-letter it.
 
         For an ending the caller has had as its answer and can act on (the provider quota
         used up until a time the result states, a passing provider fault that outlasted
         the retries): nothing for a person to inspect or replay. Raise what it returns.
         Celery skips after_return for an ignored task, so it is called here: what the
-        message holds is released as for any ending.
+        message holds is released as for any ending. An ending the result backend cannot
+        record now is not acknowledged: the task runs once more a little later.
         """
         request = self.request
-        with contextlib.suppress(Error):
+        try:
             self.backend.mark_as_failure(request.id, exc, request=request)
+        except Error:
+            # The ending cannot be recorded now (the database is away): acknowledged, the task would
+            # stay RETRY for whoever follows it. Try once more later instead (found by the nemesis).
+            return self.retry(exc=exc, countdown=broker_countdown(UNRECORDED_RETRY_S, self.lane),
+                              max_retries=(request.retries or 0) + 1, throw=False)
         self.after_return(states.FAILURE, exc, request.id, tuple(request.args or ()), dict(request.kwargs or {}),
                           None)
         return Ignore()
