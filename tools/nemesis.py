@@ -129,7 +129,7 @@ def usable(kinds: dict[str, FaultKind], cluster: bool, hosts: int) -> dict[str, 
 
 
 @dataclass
-class Ledger:
+class RunRecord:
     """What the nemesis did: faults done or skipped (their target busy with another), and workload sends."""
 
     done: Counter = field(default_factory=Counter)
@@ -147,7 +147,7 @@ class Ledger:
 class Nemesis:
     """Does each fault of the schedule at its time, on its own thread; one fault at a time on a target."""
 
-    def __init__(self, topology: Topology, kinds: dict[str, FaultKind], record: Ledger) -> None:
+    def __init__(self, topology: Topology, kinds: dict[str, FaultKind], record: RunRecord) -> None:
         self.topology, self.kinds, self.record = topology, kinds, record
         self.locks: dict[str, threading.Lock] = {}
         self.threads: list[threading.Thread] = []
@@ -278,7 +278,7 @@ def every(interval_s: float, stop: threading.Event, action: Callable[[], None]) 
     return thread
 
 
-def settle(record: Ledger, answers: list, poison: set[str], bound_s: float) -> None:
+def settle(record: RunRecord, answers: list, poison: set[str], bound_s: float) -> None:
     """Wait until the run has nothing left to do: lanes empty, every accepted request ended, every run finished."""
     from django.db import connections
     from django_celery_results.models import TaskResult
@@ -403,15 +403,16 @@ def run(args: argparse.Namespace, schedule: list[Fault], kinds: dict[str, FaultK
     sim.configure(**topology.provider_normal)
     _, key = issue_key("nemesis", rate_limit_per_minute=100000)
     poison = {fetch_weather_for_city.apply_async(args=[10**9 + n]).id for n in range(POISON)}
-    record = Ledger()
-    rng = random.Random(args.seed)
+    record = RunRecord()
+    # A generator of its own for each workload thread: which cities and days it asks for follows from the seed.
     city_ids = list(range(1, args.cities + 1))
+    click_rng, day_rng = random.Random(args.seed), random.Random(args.seed + 1)
 
     with web_tier(env) as tier:
         stop = threading.Event()
-        clicks = Poster((f"{tier.edge}/api/cities/{rng.choice(city_ids)}/refresh" for _ in itertools.count()),
+        clicks = Poster((f"{tier.edge}/api/cities/{click_rng.choice(city_ids)}/refresh" for _ in itertools.count()),
                         headers={"X-API-Key": key}, every_s=CLICK_EVERY_S)
-        days = Poster((f"{tier.edge}/api/etl/daily-summary?day={day}" for day in summary_days(rng)),
+        days = Poster((f"{tier.edge}/api/etl/daily-summary?day={day}" for day in summary_days(day_rng)),
                       headers={"X-API-Key": key}, every_s=SUMMARY_EVERY_S)
         posters = [clicks, days]
 
@@ -483,7 +484,7 @@ def stop_beats(beats: list[subprocess.Popen]) -> None:
         beat.wait(timeout=10)
 
 
-def report(args: argparse.Namespace, answers: list, poison: set[str], record: Ledger,
+def report(args: argparse.Namespace, answers: list, poison: set[str], record: RunRecord,
            list_dead_letters: Callable[[], list]) -> int:
     """Read the history, check it, print the table; 0 when every rule held."""
     from django.db import connections
