@@ -152,6 +152,13 @@ def own_database(name: str) -> Iterator[str]:
         admin.close()
 
 
+def logged_since(log: Path, offset: int) -> str:
+    """What a process wrote to its log after `offset` bytes (its size when the test began to watch)."""
+    with log.open("rb") as file:
+        file.seek(offset)
+        return file.read().decode(errors="replace")
+
+
 def post_json(url: str, headers: dict[str, str] | None = None, timeout: float = 15) -> tuple[int, dict]:
     """POST with an empty body; the status and the JSON answer, errors included."""
     request = urllib.request.Request(url, data=b"", method="POST", headers=headers or {})

@@ -182,9 +182,9 @@ class Nemesis:
 class Topology:
     """The running parts the faults act on, and how each fault is done and undone."""
 
-    def __init__(self, env: dict[str, str], pools: Any, sim: Any, beats: list[subprocess.Popen],
-                 cluster: Any = None, hosts: Any = None) -> None:
-        self.env, self.pools, self.sim, self.beats, self.cluster, self.hosts = env, pools, sim, beats, cluster, hosts
+    def __init__(self, pools: Any, sim: Any, beats: list[subprocess.Popen], cluster: Any = None,
+                 hosts: Any = None) -> None:
+        self.pools, self.sim, self.beats, self.cluster, self.hosts = pools, sim, beats, cluster, hosts
         self.provider_normal = {"latency_ms": 50, "error_rate": 0, "rate_limit_rate": 0}
 
     def fault_kill_child(self, pool: str, hold_s: float) -> None:
@@ -399,7 +399,7 @@ def run(args: argparse.Namespace, schedule: list[Fault], kinds: dict[str, FaultK
                                 interval=every_run, expire_seconds=PERIODIC_EVERY_S - 1)
     beats = [start_beat(env, logs / f"beat-{n}.log") for n in (1, 2)]
     stack.callback(stop_beats, beats)
-    topology = Topology(env, pools, sim, beats, cluster, hosts)
+    topology = Topology(pools, sim, beats, cluster, hosts)
     sim.configure(**topology.provider_normal)
     _, key = issue_key("nemesis", rate_limit_per_minute=100000)
     poison = {fetch_weather_for_city.apply_async(args=[10**9 + n]).id for n in range(POISON)}

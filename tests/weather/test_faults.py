@@ -26,7 +26,7 @@ from tools.faults import (
     database_stopped,
     kill_mid_refresh,
 )
-from tools.harness import purge_lanes, queue_consumers, queue_depth, wait_for, wait_for_run, within
+from tools.harness import logged_since, purge_lanes, queue_consumers, queue_depth, wait_for, wait_for_run, within
 from weather import effects
 from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
@@ -99,13 +99,6 @@ def test_a_message_that_keeps_killing_its_worker_ends_in_dead_letter_and_can_be_
     assert list(Effect.objects.filter(task_id=task_id).values_list("kind", "applied")) == [("reading", True)]
 
 
-def _logged_since(log, offset: int) -> str:
-    """What a pool wrote to its log after `offset` bytes."""
-    with log.open("rb") as file:
-        file.seek(offset)
-        return file.read().decode(errors="replace")
-
-
 def test_killing_children_and_whole_workers_mid_refresh_loses_and_duplicates_nothing(faults, sim):
     sim.configure(latency_ms=400, fixed_time=FROZEN)
     cities = 3000
@@ -149,7 +142,7 @@ def test_a_broker_restart_mid_refresh_recovers_and_the_api_answers_503_meanwhile
         not_ready = client.get("/readyz")
         # The broker stays away until every pool has seen it go (each says so in its log).
         for lane, log in logs.items():
-            wait_for(lambda lane=lane, log=log: "Connection to broker lost" in _logged_since(log, logged_before[lane]),
+            wait_for(lambda lane=lane, log=log: "Connection to broker lost" in logged_since(log, logged_before[lane]),
                      timeout=60, interval=0.2, what=f"the {lane} pool to notice the broker gone")
     for name, response in answers.items():
         assert response.status_code == 503, name
@@ -173,12 +166,12 @@ def test_a_database_outage_mid_refresh_is_retried_without_a_crash_loop(faults, s
     logged_before = log.stat().st_size
     with database_stopped():
         # Batches in flight meet the outage, and their retries back off within their budget.
-        wait_for(lambda: "retry: Retry in" in _logged_since(log, logged_before), timeout=60, interval=0.2,
+        wait_for(lambda: "retry: Retry in" in logged_since(log, logged_before), timeout=60, interval=0.2,
                  what="a batch to meet the outage and be retried")
     summary = wait_for_run(run.pk)
     assert (summary["cities_refreshed"], summary["cities_failed"]) == (1000, 0)
     assert WeatherData.objects.count() == 1000
-    during = _logged_since(log, logged_before)
+    during = logged_since(log, logged_before)
     # The pool rode it out: no child died, and every lane still has its consumer.
     assert "WorkerLostError" not in during
     assert "exited with" not in during

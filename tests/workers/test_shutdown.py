@@ -19,7 +19,7 @@ from django_celery_results.models import TaskResult
 
 from tests.factories import make_cities, make_city
 from tools.faults import FROZEN
-from tools.harness import queue_depth, wait_for
+from tools.harness import logged_since, queue_depth, wait_for
 from tools.simulator import observation_time
 from weather import effects
 from weather.models import Effect, RefreshBatch, RefreshRun, WeatherData
@@ -149,7 +149,7 @@ def test_the_hard_time_limit_kills_a_cleanup_stuck_past_its_soft_limit_and_the_m
     try:
         with held_row("weather_weatherdata", expired.pk):
             result = cleanup_old_weather_data.delay()
-            wait_for(lambda: b"Hard time limit (4s) exceeded" in log.read_bytes()[logged_before:],
+            wait_for(lambda: "Hard time limit (4s) exceeded" in logged_since(log, logged_before),
                      timeout=60, interval=0.2, what="Celery's hard time limit to end the cleanup")
             assert live.alive("maintenance"), "the pool lives on: only the child was ended"
         wait_for(lambda: TaskResult.objects.filter(task_id=result.id, status="SUCCESS").exists(), timeout=60,
