@@ -9,6 +9,7 @@ from celery import Celery, signals
 from django.conf import settings
 from django.db import close_old_connections
 
+from routing.expiry import leave_expiry_to_the_worker
 from workers.liveness import TouchLivenessFile
 from workers.pools import current_pool
 
@@ -21,6 +22,7 @@ app = Celery("server", task_cls="weather.guard:CrashGuardedTask")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 app.steps["consumer"].add(TouchLivenessFile)
+signals.before_task_publish.connect(leave_expiry_to_the_worker, weak=False)
 
 
 @app.on_after_configure.connect

@@ -150,6 +150,25 @@ def test_an_expired_message_is_discarded_by_the_worker_not_run(live, sim):
     assert RefreshRun.objects.get().pk == summary["run_id"]
 
 
+@pytest.mark.generations
+def test_a_message_that_expires_while_its_pool_is_down_is_discarded_not_dead_lettered(live, sim):
+    # Lanes dead-letter whatever the broker gives up on; a broker TTL would make a stale periodic refresh a dead letter.
+    make_cities(2)
+    dead_before = queue_depth(DEAD_LETTER_QUEUE.name)
+    live.stop("bulk")
+    try:
+        expires = timezone.now() + timedelta(seconds=1)
+        stale = update_all_weather_data.apply_async(expires=expires)
+        wait_for(lambda: timezone.now() > expires, timeout=10, what="the message's expiry to pass")
+    finally:
+        live.start("bulk")
+    wait_for(lambda: TaskResult.objects.filter(task_id=stale.id, status="REVOKED").exists(), timeout=30,
+             what="the returning pool to discard the expired message")
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == dead_before, "expired is not dead"
+    assert not RefreshRun.objects.exists(), "not run"
+    assert sim.stats()["requests"] == 0
+
+
 def test_city_deleted_after_enqueue_fails_with_a_clear_error(live, sim):
     city = make_city()
     city_id = city.pk
