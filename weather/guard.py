@@ -23,13 +23,13 @@ from typing import Any
 from celery import Task, states
 from celery.exceptions import Ignore, Reject, Retry
 from django.conf import settings
-from django.db import Error, connection
+from django.db import Error, InterfaceError, OperationalError, connection
 from django.utils import timezone
 
 from routing import DELIVERY_LIMIT, deployed
 from routing.routes import lane_of_message
 
-from .backoff import broker_countdown
+from .backoff import broker_countdown, retry_delay
 from .models import TaskAttempt
 from .storage import delete_rows
 
@@ -72,6 +72,9 @@ def record_end(task_id: str) -> None:
 
 # How long a declined task whose ending could not be recorded waits before it runs once more.
 UNRECORDED_RETRY_S = 5.0
+# Tries a task gets when the database is away where its body does not retry by itself: from the
+# backoff's base (WEATHER_RETRY_BASE_SECONDS, 2 s) they span about six minutes, a restart or a failover.
+DATABASE_AWAY_RETRIES = 8
 
 
 class CrashLoopError(RuntimeError):
@@ -108,7 +111,21 @@ class CrashGuardedTask(Task):
                     with contextlib.suppress(Error):
                         self.backend.mark_as_failure(request.id, CrashLoopError(reason), request=request)
                 raise Reject(f"{self.name}[{request.id}] {reason}", requeue=False)
-        return super().__call__(*args, **kwargs)
+        try:
+            return super().__call__(*args, **kwargs)
+        except (OperationalError, InterfaceError) as exc:
+            if request.called_directly:
+                raise
+            # The database away where the body does not handle it (a refresh's start, an ETL step, the
+            # cleanup): a passing fault like a provider 5xx. Failing would dead-letter the message, its
+            # ending unrecordable too (found by the nemesis: a restart dead-lettered refreshes and summaries).
+            raise self._retry_database(exc) from exc
+
+    def _retry_database(self, exc: Exception) -> Retry:
+        """Retry with backoff, for up to DATABASE_AWAY_RETRIES tries; past them `exc` itself is raised."""
+        delay = retry_delay(self.request.retries or 0, settings.WEATHER_RETRY_BASE_SECONDS)
+        return self.retry(exc=exc, countdown=broker_countdown(delay, self.lane),
+                          max_retries=max(self.max_retries or 0, DATABASE_AWAY_RETRIES))
 
     def decline(self, exc: Exception) -> Ignore | Retry:
         """End the running task as FAILURE with `exc` and acknowledge it, rather than dead-letter it.

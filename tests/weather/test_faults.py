@@ -31,7 +31,7 @@ from weather import effects
 from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
 from weather.models import Effect, PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
-from weather.tasks import update_all_weather_data
+from weather.tasks import cleanup_old_weather_data, update_all_weather_data
 
 pytestmark = pytest.mark.integration
 
@@ -178,6 +178,23 @@ def test_a_database_outage_mid_refresh_is_retried_without_a_crash_loop(faults, s
     for pool in LANE_NAMES:
         assert faults.alive(pool), f"pool {pool} died"
         assert queue_consumers(pool) >= 1
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+
+
+def test_work_that_starts_while_the_database_is_away_is_retried_not_dead_lettered(faults, sim):
+    # A refresh's start and the cleanup do not retry database trouble in their bodies; the task base does.
+    make_cities(3)
+    logs = {lane: faults.log_dir / f"{lane}.log" for lane in ("bulk", "maintenance")}
+    logged_before = {lane: log.stat().st_size for lane, log in logs.items()}
+    with database_stopped():
+        sent = {"bulk": update_all_weather_data.apply_async(), "maintenance": cleanup_old_weather_data.apply_async()}
+        for lane, result in sent.items():
+            wait_for(lambda lane=lane, result=result: f"[{result.id}] retry: Retry in"
+                     in logged_since(logs[lane], logged_before[lane]),
+                     timeout=60, interval=0.2, what=f"the {lane} task to meet the outage and be retried")
+    summary = sent["bulk"].get(timeout=120)
+    assert wait_for_run(summary["run_id"])["cities_refreshed"] == 3
+    assert sent["maintenance"].get(timeout=120)["finished"] is True
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
 
 
