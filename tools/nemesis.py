@@ -269,7 +269,11 @@ def every(interval_s: float, stop: threading.Event, action: Callable[[], None]) 
     """A thread doing `action` every `interval_s` until stopped; an action that fails is counted, not fatal."""
 
     def loop() -> None:
+        from django.db import close_old_connections
+
         while not stop.wait(interval_s):
+            # As a request or a task begins: a connection a database restart broke is replaced, not reused forever.
+            close_old_connections()
             with contextlib.suppress(Exception):
                 action()
 
