@@ -16,10 +16,12 @@ from datetime import datetime
 from typing import Any
 
 from celery import signals
+from django.db.backends.signals import connection_created
+from django.dispatch import receiver
 from prometheus_client import Counter, Gauge, Histogram
 
 from routing.routes import lane_of_message
-from workers.pools import NEAR_LIMIT_SHARE
+from workers.pools import NEAR_LIMIT_SHARE, POOL_NAME_ENV
 
 from .adapters.prometheus import identify_processes_by
 
@@ -43,6 +45,9 @@ NEAR_SOFT_LIMIT = Counter("f_brain_task_near_soft_limit", "Runs that took most o
 NEAR_SOFT_LIMIT_LAST = Gauge("f_brain_task_near_soft_limit_last_seconds",
                              "When a run last took most of its pool's soft time limit", ["lane", "task"],
                              multiprocess_mode="max")
+# Connections opened, by the pool a process serves ("none" for web, beat and commands): a child that
+# reconnects for every task (Celery's default around each one) shows here as one connection a task.
+DB_CONNECTIONS = Counter("f_brain_database_connections", "Database connections opened, by pool", ["pool"])
 
 _started: dict[str, float] = {}
 
@@ -84,5 +89,11 @@ def observe_run(task_id: str | None = None, task: Any = None, state: str | None 
     TASKS.labels(lane, task.name, state or "UNKNOWN").inc()
 
 
+@receiver(connection_created)
+def count_connection(**_: Any) -> None:
+    """One more database connection opened by this process."""
+    DB_CONNECTIONS.labels(os.environ.get(POOL_NAME_ENV) or "none").inc()
+
+
 # The metrics of this module, for a registry outside multiprocess mode.
-TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME, NEAR_SOFT_LIMIT, NEAR_SOFT_LIMIT_LAST)
+TASK_METRICS = (TASKS, QUEUE_WAIT, RUNTIME, NEAR_SOFT_LIMIT, NEAR_SOFT_LIMIT_LAST, DB_CONNECTIONS)

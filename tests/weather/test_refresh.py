@@ -2,7 +2,6 @@
 
 import math
 import os
-import time
 from io import StringIO
 
 import pytest
@@ -17,11 +16,18 @@ from weather import effects
 from weather.dispatch import enqueue_city_fetch
 from weather.models import Effect, PendingFetch, RefreshBatch, RefreshRun, TaskAttempt, WeatherData
 from weather.schedules import SLOT_HEADER
+from weather.sharedmetrics import shared_samples
 from weather.tasks import update_all_weather_data
 
 pytestmark = pytest.mark.integration
 
 FROZEN = 1_790_000_000.0  # one fixed observation slot for runs that must not straddle two
+
+
+def _batch_runs_ended() -> float:
+    """Runs of refresh batches that have ended on any pool, in any state (the pools' shared counters)."""
+    return sum(sample.value for _, sample in shared_samples("f_brain_tasks")
+               if sample.labels["task"] == "weather.tasks.refresh_weather_batch" and sample.name.endswith("_total"))
 
 
 def _run_and_wait(timeout: float = 60) -> dict:
@@ -82,11 +88,14 @@ def test_quota_is_shared_by_processes_and_the_interactive_reserve_holds(live, si
     live.start("interactive", extra_env=limited)
     try:
         make_cities(200)
+        batch_runs_before = _batch_runs_ended()
         result = update_all_weather_data.delay().get(timeout=30)
         run = RefreshRun.objects.get(pk=result["run_id"])
         # Two bulk processes race for 80 locations (100 less the 20 % reserve).
         wait_for(lambda: run.summary()["batches_done"] == 4, timeout=30, what="four batches")
-        time.sleep(2)  # any over-grant would show up now
+        # Once each of the ten batches has had its first run (four fetched, six refused and deferred),
+        # an over-grant would have fetched.
+        wait_for(lambda: _batch_runs_ended() >= batch_runs_before + 10, timeout=30, what="every batch's first run")
         assert sim.stats()["locations"] == 80
         assert run.summary()["batches_done"] == 4, "the other batches wait for quota"
         assert RefreshBatch.objects.filter(run=run, status="pending").count() == 6

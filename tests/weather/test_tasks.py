@@ -1,7 +1,6 @@
 """Tasks run by real Celery workers consuming from RabbitMQ, on the test PostgreSQL database."""
 
 import json
-import time
 from datetime import datetime, timedelta
 
 import pytest
@@ -15,6 +14,7 @@ from tests.factories import make_cities, make_city
 from tools.harness import queue_depth, wait_for
 from weather.apikeys import issue_key
 from weather.models import DailySummary, Effect, PendingFetch, RefreshRun, TaskAttempt, WeatherData
+from weather.sharedmetrics import shared_samples
 from weather.tasks import cleanup_old_weather_data, fetch_weather_for_city, update_all_weather_data
 
 pytestmark = pytest.mark.integration
@@ -43,24 +43,20 @@ def test_refresh_through_the_api_stores_a_reading(live, sim):
     assert sim.stats()["requests"] == 1
 
 
-def _sessions_opened() -> int:
-    """Connections PostgreSQL has accepted to the test database so far (counted when each one ends or reports)."""
-    from django.db import connection
-
-    with connection.cursor() as cursor:
-        cursor.execute("SELECT sessions FROM pg_stat_database WHERE datname = current_database()")
-        return cursor.fetchone()[0]
+def _connections_opened(pool: str) -> float:
+    """Database connections the pool's processes have opened so far (counted as each one opens)."""
+    return sum(sample.value for _, sample in shared_samples("f_brain_database_connections")
+               if sample.labels["pool"] == pool and sample.name.endswith("_total"))
 
 
 def test_a_worker_child_keeps_its_database_connection_between_tasks(live, sim):
     # Opening a connection was a tenth of a click's own time (bench/click_profile.py):
     # ten fetches in a row must not open ten connections (Celery closes them around each task by default).
     cities = make_cities(10)
-    before = _sessions_opened()
+    before = _connections_opened("interactive")
     for city in cities:
         assert fetch_weather_for_city.delay(city.pk).get(timeout=30)["city_id"] == city.pk
-    time.sleep(1.5)  # a backend that ended has reported its session by then
-    assert _sessions_opened() - before < 5
+    assert _connections_opened("interactive") - before < 5
 
 
 @pytest.mark.generations

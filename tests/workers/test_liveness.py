@@ -31,17 +31,30 @@ def test_freshness_is_judged_by_the_file_time(tmp_path, monkeypatch):
 @pytest.mark.generations
 def test_a_running_pool_keeps_its_file_fresh_and_a_stopped_loop_lets_it_go_stale(live, tmp_path):
     env = {**live.env, "LIVENESS_DIR": str(tmp_path)}
-    live.start("maintenance", extra_env={"LIVENESS_DIR": str(tmp_path)})
+    # Bulk runs alongside as the witness: a loop that runs touches its file every TOUCH_EVERY_S.
+    for pool in ("maintenance", "bulk"):
+        live.start(pool, extra_env={"LIVENESS_DIR": str(tmp_path)})
     try:
         wait_for(lambda: _alive_command("maintenance", env) == 0, timeout=30, what="the probe to pass")
+        path, witness = tmp_path / "f_brain-maintenance.alive", tmp_path / "f_brain-bulk.alive"
+        wait_for(witness.exists, timeout=30, what="the witness's first touch")
         # A loop that stops (SIGSTOP: the process is there, its loop is not) stops touching the file.
-        path = tmp_path / "f_brain-maintenance.alive"
         os.kill(live.processes["maintenance"].pid, signal.SIGSTOP)
         try:
             touched = path.stat().st_mtime
-            time.sleep(TOUCH_EVERY_S + 2)
+            marks = [witness.stat().st_mtime]
+
+            def witness_touched_twice() -> bool:
+                if (mark := witness.stat().st_mtime) != marks[-1]:
+                    marks.append(mark)
+                return len(marks) >= 3
+
+            # Two touches of the witness take at least one interval: the stopped loop had its turn meanwhile.
+            wait_for(witness_touched_twice, timeout=4 * TOUCH_EVERY_S + 30, interval=0.2,
+                     what="the running pool to touch its file twice")
             assert path.stat().st_mtime == touched, "a stopped loop must not keep the file fresh"
         finally:
             os.kill(live.processes["maintenance"].pid, signal.SIGCONT)
     finally:
-        live.start("maintenance")
+        for pool in ("maintenance", "bulk"):
+            live.start(pool)
