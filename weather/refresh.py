@@ -202,11 +202,15 @@ def start_or_resume_run(task_id: str | None, slot: str | None = None,
                 RefreshBatch(run=run, index=index, cities=len(batch)) for index, batch in enumerate(batches))
             effects.record(Effect.Kind.RUN, [(unit or f"run {run.pk}", True)])
     except IntegrityError:
-        if not slot:
+        # A twin created the run between our look and our insert: another copy of this message (a
+        # redelivery racing the first delivery, found by the nemesis) or another message for the slot.
+        # The twin sends the batches; a twin that dies first is redelivered and resumes them.
+        twin = ((RefreshRun.objects.filter(task_id=task_id).first() if task_id else None)
+                or (RefreshRun.objects.filter(slot=slot).first() if slot else None))
+        if twin is None:
             raise
-        # The slot's twin created its run between our look and our insert.
         effects.record(Effect.Kind.RUN, [(unit, False)])
-        return RefreshRun.objects.get(slot=slot), []
+        return twin, []
     return run, list(enumerate(batches))
 
 

@@ -164,3 +164,51 @@ def test_outside_a_task_the_ledger_names_this_process():
     assert (who["task_id"], who["attempt"], who["delivery"]) == ("", 0, 1)
     assert who["pid"] > 0
     assert who["host"]
+
+
+def test_two_copies_of_a_refresh_message_starting_at_once_make_one_run():
+    # The first copy has created the run and not committed; the second's insert waits on it, then finds
+    # the run its twin made (no error for the dead letters) and leaves the batches to that twin.
+    make_city()
+    first_created, release_first = threading.Event(), threading.Event()
+    outcome: dict[str, tuple] = {}
+    second_pid: list[int] = []
+
+    def first():
+        try:
+            with transaction.atomic():
+                outcome["first"] = refresh.start_or_resume_run("dispatch-twins")
+                first_created.set()
+                release_first.wait(30)
+        finally:
+            connections.close_all()
+
+    def second():
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SELECT pg_backend_pid()")
+                second_pid.append(cursor.fetchone()[0])
+            outcome["second"] = refresh.start_or_resume_run("dispatch-twins")
+        except Exception as error:  # the test fails below, naming it
+            outcome["second"] = (error,)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    threads[0].start()
+    assert first_created.wait(30)
+    # The second copy looks before the first commits: it finds no run and inserts its own.
+    threads[1].start()
+    try:
+        wait_for(lambda: second_pid and _waiting_on_a_lock(second_pid[0]), timeout=30,
+                 what="the second copy to wait on the first one's run")
+    finally:
+        release_first.set()
+        for thread in threads:
+            thread.join(30)
+    (run, batches), second = outcome["first"], outcome["second"]
+    assert len(second) == 2, second
+    assert (second[0].pk, second[1]) == (run.pk, []), "the twin's run, nothing to send twice"
+    assert len(batches) == 1
+    assert RefreshRun.objects.count() == 1
+    assert effects.applied_twice() == {}
