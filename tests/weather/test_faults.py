@@ -31,7 +31,7 @@ from weather import effects
 from weather.apikeys import issue_key
 from weather.dispatch import enqueue_city_fetch
 from weather.models import Effect, PendingFetch, QuotaGrant, RefreshBatch, RefreshRun, WeatherData
-from weather.tasks import cleanup_old_weather_data, update_all_weather_data
+from weather.tasks import cleanup_old_weather_data, transform_data, update_all_weather_data
 
 pytestmark = pytest.mark.integration
 
@@ -195,6 +195,19 @@ def test_work_that_starts_while_the_database_is_away_is_retried_not_dead_lettere
     summary = sent["bulk"].get(timeout=120)
     assert wait_for_run(summary["run_id"])["cities_refreshed"] == 3
     assert sent["maintenance"].get(timeout=120)["finished"] is True
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
+
+
+def test_a_task_that_ends_while_the_database_is_away_records_its_result_once_it_returns(faults, sim):
+    # transform_data touches no table: its work is done while PostgreSQL is stopped; only its ending waits.
+    log = faults.log_dir / "bulk.log"
+    logged_before = log.stat().st_size
+    payload = {"day": "2026-12-01", "cities": [[1, 10.0, 14.0, 24.0, 2]]}
+    with database_stopped():
+        sent = transform_data.apply_async(args=[payload])
+        wait_for(lambda: f"task {sent.id}: its SUCCESS state waits for the database"
+                 in logged_since(log, logged_before), timeout=60, interval=0.2, what="the ending to wait")
+    assert sent.get(timeout=120) == {"day": "2026-12-01", "summaries": [[1, 10.0, 14.0, 12.0, 2]]}
     assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
 
 
