@@ -119,10 +119,12 @@ def replay(task_ids: set[str] | None = None) -> list[DeadLetter]:
             headers["retries"] = 0
             headers.pop("expires", None)
             copy = Message(message.body, application_headers=headers, delivery_mode=2, **properties)
+            # Its crash count forgotten first: the database away fails the replay before anything is sent
+            # (after the publish, it left the letter and its copy both, found by the nemesis).
+            TaskAttempt.objects.filter(task_id=letter.task_id).delete()
             # Confirmed before the dead copy is acked: a crash in between duplicates, never loses.
             # Mandatory: a lane queue that cannot take it now (its node down) fails the replay, keeping the letter.
             channel.basic_publish(copy, exchange=TASK_EXCHANGE.name, routing_key=letter.lane, mandatory=True)
-            TaskAttempt.objects.filter(task_id=letter.task_id).delete()
             channel.basic_ack(message.delivery_tag)
             replayed.append(letter)
     return replayed
