@@ -8,8 +8,8 @@ from django.core.management.base import BaseCommand, CommandError, CommandParser
 from tqdm import tqdm
 
 from routing.broker import BrokerUnavailableError
-from weather.dispatch import publishing
 from weather.models import RefreshRun, WeatherData
+from weather.publishing import publishing
 from weather.tasks import update_all_weather_data
 
 
