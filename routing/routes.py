@@ -67,4 +67,19 @@ def route_task(name: str, args: Any, kwargs: Any, options: dict, task: Any = Non
     and its fetch vanished). With the flag it returns the message instead, and the
     publish fails (the API answers 503, a task retries).
     """
-    return {"queue": lane_for(name), "mandatory": True}
+    return {"queue": _named_lane(name, options), "mandatory": True}
+
+
+def _named_lane(name: str, options: Mapping[str, Any]) -> str:
+    """The route table's lane; for a task it does not list, the declared lane the sender named.
+
+    Django's Tasks API names the lane of each enqueue (``queue_name``, checked against the
+    lanes before it is sent: weather/lanetasks): those tasks are routed by what they say.
+    A sender naming nothing, or an undeclared queue, is refused as before.
+    """
+    if name not in TASK_LANES:
+        queue = options.get("queue")
+        named = getattr(queue, "name", queue)
+        if named in LANE_NAMES:
+            return str(named)
+    return lane_for(name)

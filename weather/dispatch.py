@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import date, timedelta
 from typing import Any
@@ -12,38 +11,22 @@ from typing import Any
 from celery import chain, uuid
 from celery.result import AsyncResult
 from celery.states import READY_STATES
+from django.conf import settings
 from django.db import IntegrityError, connection, transaction
 from django.db.models import Model
 from django.utils import timezone
 
 from routing import Priority
-from routing.broker import (
-    BrokerUnavailableError,
-    ensure_publishing_allowed,
-    quick_retries,
-    stop_retrying_if_blocked,
-    unavailable_on_broker_errors,
-)
+from routing.broker import BrokerUnavailableError, ensure_publishing_allowed
+from routing.priorities import django_priority
 
+from . import jobs
+from .lanetasks.backend import enqueue_as
 from .models import DailySummaryRun, PendingFetch
+from .publishing import REQUEST_CONFIRM_TIMEOUT_S, publishing, request_publish_retry
 from .refresh import UnknownCityError
 from .tasks import extract_data, fetch_weather_for_city, load_data, transform_data
 
-
-def request_publish_retry() -> dict[str, Any]:
-    """Celery's retry policy for a publish from a request.
-
-    A request should answer 503 within a second when the broker is away or blocks
-    publishers (a memory or disk alarm), not hang through Celery's default retries:
-    one quick reconnect per node (a restart, a cluster's other nodes), none for a
-    publish the block held up.
-    """
-    return {"max_retries": quick_retries(), "interval_start": 0, "interval_step": 0.2, "interval_max": 0.2,
-            "errback": stop_retrying_if_blocked}
-
-
-# How long a request waits for the broker's confirm: milliseconds when all is well.
-REQUEST_CONFIRM_TIMEOUT_S = 0.8
 # A pending fetch older than this is presumed lost (its worker and every
 # redelivery gone): the next request replaces it instead of returning a dead id.
 # Covers the interactive hard limit times the attempts, plus the retry backoff.
@@ -51,11 +34,6 @@ PENDING_FETCH_TTL = timedelta(minutes=2)
 # A day's ETL chain not ended after this is presumed lost: three bulk steps at
 # most at the bulk pool's hard limit each, plus queue wait.
 DAILY_SUMMARY_TTL = timedelta(minutes=30)
-
-
-def publishing() -> AbstractContextManager[None]:
-    """Turn the many ways a publish fails while the broker is away into BrokerUnavailableError."""
-    return unavailable_on_broker_errors("publishing a task")
 
 
 @dataclass(frozen=True)
@@ -137,6 +115,10 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
         try:
             with publishing():
                 ensure_publishing_allowed()
+                if settings.ENQUEUE_THROUGH == "django":
+                    with enqueue_as(enqueued.task_id):
+                        jobs.fetch_city.using(priority=django_priority(priority)).enqueue(city_id)
+                    return
                 fetch_weather_for_city.apply_async(
                     args=[city_id], task_id=enqueued.task_id, priority=int(priority),
                     retry=True, retry_policy=request_publish_retry(), confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
@@ -173,6 +155,11 @@ def enqueue_daily_summary(day: date) -> Enqueued:
         try:
             with publishing():
                 ensure_publishing_allowed()
+                if settings.ENQUEUE_THROUGH == "django":
+                    # Django's Tasks API has no chains: one task runs the three steps.
+                    with enqueue_as(enqueued.task_id):
+                        jobs.summarize_day.enqueue(day.isoformat())
+                    return
                 workflow.apply_async(retry=True, retry_policy=request_publish_retry(),
                                      confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
         except BrokerUnavailableError:

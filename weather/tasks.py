@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 from celery import shared_task
 from celery.exceptions import SoftTimeLimitExceeded
@@ -36,6 +38,10 @@ from .storage import delete_rows
 RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
 # A person waits for an interactive fetch: wait for quota only this long, else say so.
 INTERACTIVE_QUOTA_WAIT_S = 5.0
+# Tries after the first for a fetch (and any Django task) that meets a passing fault.
+PASSING_FAULT_RETRIES = 3
+
+T = TypeVar("T")
 
 
 def _retry(task, exc: Exception):
@@ -64,23 +70,33 @@ def _release_fetch_slot(task_id: str) -> None:
         delete_rows(PendingFetch, "task_id", task_id)
 
 
-@shared_task(bind=True, base=CityFetchTask, max_retries=3)
-def fetch_weather_for_city(self, city_id: int) -> dict:
-    """Fetch and store one city's current weather (interactive lane)."""
+def run_with_retries(task: CrashGuardedTask, call: Callable[[], T]) -> T:
+    """Run `call` as a person's request is run: passing faults retried with backoff, then declined.
+
+    The interactive policy, shared by the fetch and by every task enqueued through Django's
+    Tasks API (weather/lanetasks/runner.py). Quota that returns within seconds is waited
+    for; later than that, the caller reads when it returns as the result.
+    """
     try:
-        return refresh_city(int(city_id))
+        return call()
     except RETRYABLE as exc:
-        if self.request.retries >= self.max_retries:
+        if task.request.retries >= task.max_retries:
             # A passing fault outlasted the retries: the person is told, and can ask again; an
             # operator has nothing to replay. (A click that can never succeed is dead-lettered.)
-            raise self.decline(exc) from exc
-        raise _retry(self, exc) from exc
+            raise task.decline(exc) from exc
+        raise _retry(task, exc) from exc
     except QuotaExceededError as exc:
         wait = exc.wait_seconds()
-        if wait <= INTERACTIVE_QUOTA_WAIT_S and self.request.retries < self.max_retries:
-            raise self.retry(exc=exc, countdown=broker_countdown(wait, self.lane)) from exc
+        if wait <= INTERACTIVE_QUOTA_WAIT_S and task.request.retries < task.max_retries:
+            raise task.retry(exc=exc, countdown=broker_countdown(wait, task.lane)) from exc
         # The person reads "quota returns at HH:MM" as the result: nothing to replay later.
-        raise self.decline(exc) from exc
+        raise task.decline(exc) from exc
+
+
+@shared_task(bind=True, base=CityFetchTask, max_retries=PASSING_FAULT_RETRIES)
+def fetch_weather_for_city(self, city_id: int) -> dict:
+    """Fetch and store one city's current weather (interactive lane)."""
+    return run_with_retries(self, lambda: refresh_city(int(city_id)))
 
 
 @shared_task(bind=True)

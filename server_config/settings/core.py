@@ -50,6 +50,8 @@ INSTALLED_APPS = [
     "ninja",
     # Failed logins counted per client and per username; lockouts listed in the admin and on /ops/.
     "axes",
+    # Django's Tasks API (django.tasks from Django 6), enqueued onto the lanes (weather/lanetasks/).
+    "django_tasks",
     "weather",
 ]
 

@@ -12,7 +12,7 @@ from urllib.parse import urlsplit
 from django.core.exceptions import ImproperlyConfigured
 
 import routing
-from envvars import env_bool, env_float, env_int
+from envvars import env_bool, env_float, env_int, env_str
 from routing import broker as routing_broker
 from weather import schedules
 
@@ -76,6 +76,15 @@ CELERY_TASK_DEFAULT_QUEUE = routing.BULK.name
 CELERY_TASK_DEFAULT_EXCHANGE = routing.TASK_EXCHANGE.name
 CELERY_TASK_DEFAULT_EXCHANGE_TYPE = routing.TASK_EXCHANGE.type
 CELERY_TASK_DEFAULT_PRIORITY = int(routing.Priority.API)
+# Django's Tasks API on the same lanes: each Django task is a Celery task named by its module
+# path, registered in every process that imports the module (the pools import these).
+TASKS = {"default": {"BACKEND": "weather.lanetasks.backend.LaneBackend"}}
+CELERY_IMPORTS = ("weather.jobs",)
+# Which API the views enqueue a fetch and a daily summary through: Celery's (`.apply_async`) or
+# Django's Tasks API (weather/jobs.py). The same lanes, pools and answers either way.
+ENQUEUE_THROUGH = env_str("ENQUEUE_THROUGH", "celery")
+if ENQUEUE_THROUGH not in ("celery", "django"):
+    raise ImproperlyConfigured(f"ENQUEUE_THROUGH must be 'celery' or 'django', not {ENQUEUE_THROUGH!r}")
 
 # Publishing: persistent messages, confirmed by the broker, a bounded retry so a
 # request answers 503 quickly instead of hanging while the broker is away.

@@ -19,6 +19,7 @@ from routing.broker import (
     queue_states,
     resource_alarm,
 )
+from weather.lanetasks.runner import registered_names
 from workers.pools import Pool, load_pools
 
 from .findings import FAIL, NOT_EXECUTED, OK, WARN, Context, Finding
@@ -182,7 +183,9 @@ def task_lists(context: Context) -> Iterator[Finding]:
     if context.broker_down or context.broker_blocked:
         return
     registered = current_app.control.inspect(timeout=CONTROL_TIMEOUT_S).registered() or {}
-    routed = {name for name in TASK_LANES if not name.startswith("celery.")}
+    # Django tasks route themselves (their queue_name is checked against the lanes): the ones the pools import.
+    current_app.loader.import_default_modules()
+    routed = {name for name in TASK_LANES if not name.startswith("celery.")} | registered_names()
     if not registered:
         yield _finding("worker task lists", WARN, "no worker answered an inspect", "start the pools")
         return

@@ -1,0 +1,66 @@
+"""Django tasks as the pools run them: each a Celery task named by its module path, under the interactive policy.
+
+A process that defines a Django task (the web enqueuing it, the pool running it: the
+pools import the modules in CELERY_IMPORTS) registers its Celery task. That task keeps
+every Celery option the pools give theirs (acks late, time limits, the crash guard,
+dead letters) and runs the function as the fetch runs its service: passing faults
+retried with backoff, then declined; a pending-fetch slot the task id holds released
+when it ends (weather.tasks.CityFetchTask).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery import shared_task
+from django.utils import timezone
+from django.utils.module_loading import import_string
+
+from ..tasks import PASSING_FAULT_RETRIES, CityFetchTask, run_with_retries
+from .api import Task, TaskContext, TaskResult, TaskResultStatus
+
+_registered: set[str] = set()
+
+
+class LaneTask(Task):
+    """Django's Task, registering the Celery task that runs it wherever it is defined (the backend's task_class)."""
+
+    __slots__ = ()
+
+    def __post_init__(self) -> None:
+        Task.__post_init__(self)  # Django's validation by the backend (zero-argument super() breaks on slots)
+        register(self)
+
+
+def registered_names() -> frozenset[str]:
+    """The Django tasks this process defined, by the Celery name each runs under (routed by their queue_name)."""
+    return frozenset(_registered)
+
+
+def register(task: Task) -> None:
+    """The Celery task named `task.module_path`, registered once in this process."""
+    name = task.module_path
+    if name in _registered:
+        return
+    _registered.add(name)
+
+    def run(self: CityFetchTask, *args: Any, **kwargs: Any) -> Any:
+        # Looked up at run time: the module's Task, whatever `.using()` copy enqueued it.
+        defined: Task = import_string(name)
+        if defined.takes_context:
+            context = TaskContext(task_result=_running(self, defined, args, kwargs))
+            return run_with_retries(self, lambda: defined.func(context, *args, **kwargs))
+        return run_with_retries(self, lambda: defined.func(*args, **kwargs))
+
+    run.__doc__ = f"Runs the Django task {name}."
+    shared_task(name=name, bind=True, base=CityFetchTask, max_retries=PASSING_FAULT_RETRIES)(run)
+
+
+def _running(celery_task: CityFetchTask, task: Task, args: tuple, kwargs: dict) -> TaskResult:
+    """The TaskResult a task taking context sees: this try, running now, on this worker."""
+    request = celery_task.request
+    now = timezone.now()
+    tries = (request.retries or 0) + 1
+    return TaskResult(task=task, id=request.id, status=TaskResultStatus.RUNNING, enqueued_at=None, started_at=now,
+                      finished_at=None, last_attempted_at=now, args=list(args), kwargs=dict(kwargs),
+                      backend=task.backend, errors=[], worker_ids=[request.hostname or ""] * tries)
