@@ -53,7 +53,11 @@ class ResilientDatabaseBackend(RowStoringBackend):
             # Stamped by the database, as the library does.
             row.date_started = Now()
             rewritten.append("date_started")
-        patience = time.monotonic() + ENDING_PATIENCE_S
+        # Within the pool's soft limit, which the wait counts against: past it the limit would cut the
+        # wait short and dead-letter the task (a click's FAILURE in CI's nemesis run); the task's own
+        # handling of an unrecorded ending (a retry later) is the better path there.
+        soft_limit = self.app.conf.task_soft_time_limit
+        patience = time.monotonic() + min(ENDING_PATIENCE_S, soft_limit / 2 if soft_limit else ENDING_PATIENCE_S)
         delay = 0.2
         while True:
             try:
