@@ -66,8 +66,10 @@ def quorum_class(level: int) -> str:
     return "high" if level > QUORUM_NORMAL_MAX else "normal"
 
 
+_LANES_BY_NAME = {lane.name: lane for lane in LANES}
+
+
 def serves_priorities(lane: str, generation: BrokerGeneration) -> bool:
     """Whether the lane's queue orders messages by priority on this broker generation."""
-    by_name = {candidate.name: candidate for candidate in LANES}
-    return by_name[lane].prioritised or generation.quorum_priorities
+    return _LANES_BY_NAME[lane].prioritised or generation.quorum_priorities
 

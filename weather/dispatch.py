@@ -6,6 +6,7 @@ import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
+from functools import cache
 from typing import Any
 
 from celery import chain, uuid
@@ -21,6 +22,7 @@ from routing.broker import BrokerUnavailableError, ensure_publishing_allowed
 from routing.priorities import django_priority
 
 from . import jobs
+from .lanetasks.api import Task
 from .lanetasks.backend import enqueue_as
 from .models import DailySummaryRun, PendingFetch
 from .publishing import REQUEST_CONFIRM_TIMEOUT_S, publishing, request_publish_retry
@@ -97,6 +99,12 @@ def _fetch_is_stale(pending: PendingFetch) -> bool:
     return pending.created_at < timezone.now() - PENDING_FETCH_TTL
 
 
+@cache
+def _fetch_at(priority: Priority) -> Task:
+    """The Django fetch at a named priority, made (and validated) once per process."""
+    return jobs.fetch_city.using(priority=django_priority(priority))
+
+
 def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enqueued:
     """Fetch one city on the interactive lane, at most once at a time; returns the task id at once.
 
@@ -113,16 +121,17 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
 
     def publish() -> None:
         try:
-            with publishing():
-                ensure_publishing_allowed()
-                if settings.ENQUEUE_THROUGH == "django":
-                    with enqueue_as(enqueued.task_id):
-                        jobs.fetch_city.using(priority=django_priority(priority)).enqueue(city_id)
-                    return
-                fetch_weather_for_city.apply_async(
-                    args=[city_id], task_id=enqueued.task_id, priority=int(priority),
-                    retry=True, retry_policy=request_publish_retry(), confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
-                )
+            if settings.ENQUEUE_THROUGH == "django":
+                # The backend publishes as a request does (weather/publishing.py).
+                with enqueue_as(enqueued.task_id):
+                    _fetch_at(priority).enqueue(city_id)
+            else:
+                with publishing():
+                    ensure_publishing_allowed()
+                    fetch_weather_for_city.apply_async(
+                        args=[city_id], task_id=enqueued.task_id, priority=int(priority),
+                        retry=True, retry_policy=request_publish_retry(), confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
+                    )
         except BrokerUnavailableError:
             # Nothing was queued: do not let later requests join a fetch that does not exist.
             PendingFetch.objects.filter(task_id=enqueued.task_id).delete()
@@ -148,20 +157,19 @@ def enqueue_daily_summary(day: date) -> Enqueued:
     enqueued = _claim(DailySummaryRun, {"day": day}, _summary_is_stale)
     if enqueued.deduplicated:
         return enqueued
-    workflow = chain(extract_data.s(day.isoformat()), transform_data.s(),
-                     load_data.s().set(task_id=enqueued.task_id))
-
     def publish() -> None:
         try:
-            with publishing():
-                ensure_publishing_allowed()
-                if settings.ENQUEUE_THROUGH == "django":
-                    # Django's Tasks API has no chains: one task runs the three steps.
-                    with enqueue_as(enqueued.task_id):
-                        jobs.summarize_day.enqueue(day.isoformat())
-                    return
-                workflow.apply_async(retry=True, retry_policy=request_publish_retry(),
-                                     confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
+            if settings.ENQUEUE_THROUGH == "django":
+                # Django's Tasks API has no chains: one task runs the three steps.
+                with enqueue_as(enqueued.task_id):
+                    jobs.summarize_day.enqueue(day.isoformat())
+            else:
+                workflow = chain(extract_data.s(day.isoformat()), transform_data.s(),
+                                 load_data.s().set(task_id=enqueued.task_id))
+                with publishing():
+                    ensure_publishing_allowed()
+                    workflow.apply_async(retry=True, retry_policy=request_publish_retry(),
+                                         confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
         except BrokerUnavailableError:
             # Nothing was queued: the day must not stay claimed by a chain that does not exist.
             DailySummaryRun.objects.filter(task_id=enqueued.task_id).delete()

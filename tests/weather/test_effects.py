@@ -2,7 +2,9 @@
 
 import dataclasses
 import threading
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
+from typing import Any
 
 import pytest
 from django.db import connection, connections, transaction
@@ -69,47 +71,59 @@ def _waiting_on_a_lock(pid: int) -> bool:
     return bool(row) and row[0] == "Lock"
 
 
-def test_two_copies_writing_the_same_slot_at_once_apply_it_once():
-    # The first copy has inserted and not committed; the second blocks on its row, and once the first
-    # commits the statement itself decides: nothing created, discarded. No read-then-write race to lose.
-    city = make_city()
-    first_inserted, second_done = threading.Event(), threading.Event()
-    release_first = threading.Event()
-    outcome: dict[str, set[int]] = {}
+def _race(first_write: Callable[[], Any], second_write: Callable[[], Any]) -> tuple[Any, Any]:
+    """Both writes' outcomes (an exception is an outcome): the second runs while the first's is uncommitted.
+
+    The second is let go on only once PostgreSQL says it waits on a lock the first holds; then the first
+    commits, and the database decides between them. No sleep, no read-then-write race left to chance.
+    """
+    first_done, release_first, second_done = threading.Event(), threading.Event(), threading.Event()
+    outcome: dict[str, Any] = {}
     second_pid: list[int] = []
 
-    def first():
+    def first() -> None:
         try:
             with transaction.atomic():
-                outcome["first"] = refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))])
-                first_inserted.set()
+                outcome["first"] = first_write()
+                first_done.set()
                 release_first.wait(30)
         finally:
             connections.close_all()
 
-    def second():
+    def second() -> None:
         try:
             with connection.cursor() as cursor:
                 cursor.execute("SELECT pg_backend_pid()")
                 second_pid.append(cursor.fetchone()[0])
-            outcome["second"] = refresh.store_readings([(city.pk, Reading(3.5, 80.0, 1010.0, OBSERVED))])
+            outcome["second"] = second_write()
+        except Exception as error:  # the caller's assertions name it
+            outcome["second"] = error
         finally:
             second_done.set()
             connections.close_all()
 
     threads = [threading.Thread(target=first), threading.Thread(target=second)]
     threads[0].start()
-    assert first_inserted.wait(30)
+    assert first_done.wait(30)
     threads[1].start()
     try:
         wait_for(lambda: second_pid and _waiting_on_a_lock(second_pid[0]), timeout=30,
-                 what="the second copy to wait on the first one's row")
+                 what="the second write to wait on the first one's row")
     finally:
         release_first.set()
         for thread in threads:
             thread.join(30)
     assert second_done.is_set()
-    assert (outcome["first"], outcome["second"]) == ({city.pk}, set())
+    return outcome["first"], outcome["second"]
+
+
+def test_two_copies_writing_the_same_slot_at_once_apply_it_once():
+    # The first copy has inserted and not committed; the second blocks on its row, and once the first
+    # commits the statement itself decides: nothing created, discarded. No read-then-write race to lose.
+    city = make_city()
+    outcome = _race(lambda: refresh.store_readings([(city.pk, Reading(3.0, 80.0, 1010.0, OBSERVED))]),
+                    lambda: refresh.store_readings([(city.pk, Reading(3.5, 80.0, 1010.0, OBSERVED))]))
+    assert outcome == ({city.pk}, set())
     assert effects.applied_twice() == {}
     assert sorted(Effect.objects.values_list("applied", flat=True)) == [False, True]
 
@@ -167,46 +181,13 @@ def test_outside_a_task_the_ledger_names_this_process():
 
 
 def test_two_copies_of_a_refresh_message_starting_at_once_make_one_run():
-    # The first copy has created the run and not committed; the second's insert waits on it, then finds
-    # the run its twin made (no error for the dead letters) and leaves the batches to that twin.
+    # The first copy has created the run and not committed; the second looked before that, finds no run,
+    # and its insert waits on the first one's row; then it finds the run its twin made (no error for the
+    # dead letters) and leaves the batches to that twin.
     make_city()
-    first_created, release_first = threading.Event(), threading.Event()
-    outcome: dict[str, tuple] = {}
-    second_pid: list[int] = []
-
-    def first():
-        try:
-            with transaction.atomic():
-                outcome["first"] = refresh.start_or_resume_run("dispatch-twins")
-                first_created.set()
-                release_first.wait(30)
-        finally:
-            connections.close_all()
-
-    def second():
-        try:
-            with connection.cursor() as cursor:
-                cursor.execute("SELECT pg_backend_pid()")
-                second_pid.append(cursor.fetchone()[0])
-            outcome["second"] = refresh.start_or_resume_run("dispatch-twins")
-        except Exception as error:  # the test fails below, naming it
-            outcome["second"] = (error,)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=first), threading.Thread(target=second)]
-    threads[0].start()
-    assert first_created.wait(30)
-    # The second copy looks before the first commits: it finds no run and inserts its own.
-    threads[1].start()
-    try:
-        wait_for(lambda: second_pid and _waiting_on_a_lock(second_pid[0]), timeout=30,
-                 what="the second copy to wait on the first one's run")
-    finally:
-        release_first.set()
-        for thread in threads:
-            thread.join(30)
-    (run, batches), second = outcome["first"], outcome["second"]
+    (run, batches), second = _race(lambda: refresh.start_or_resume_run("dispatch-twins"),
+                                   lambda: refresh.start_or_resume_run("dispatch-twins"))
+    assert isinstance(second, tuple), second
     assert len(second) == 2, second
     assert (second[0].pk, second[1]) == (run.pk, []), "the twin's run, nothing to send twice"
     assert len(batches) == 1

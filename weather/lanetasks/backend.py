@@ -2,8 +2,9 @@
 
     TASKS = {"default": {"BACKEND": "weather.lanetasks.backend.LaneBackend"}}
 
-A task's `queue_name` is its lane (routing/lanes.py), checked when the task is defined,
-when it is enqueued and by Django's system checks (an undeclared name in QUEUES). Its
+A task's `queue_name` is its lane (routing/lanes.py), checked when the task is made (its
+definition, or `.using()` before an enqueue) and by Django's system checks (an undeclared
+name in QUEUES). Its
 `priority` is sent as the message priority of routing/priorities.py's table, the default
 0 included (never unset). `run_after` becomes a countdown the lane can hold (on quorum
 lanes, Celery's native delayed delivery). The result is Celery's, read from
@@ -83,8 +84,10 @@ class LaneBackend(BaseTaskBackend):
         super().validate_task(task)
 
     def enqueue(self, task: Task, args: Any, kwargs: Any) -> TaskResult:
-        """Record the task as PENDING and publish it on its lane (when the caller's transaction commits)."""
-        self.validate_task(task)
+        """Record the task as PENDING and publish it on its lane (when the caller's transaction commits).
+
+        The task was validated when it was made (its definition, or `.using()`): Tasks are frozen.
+        """
         args, kwargs = list(args), dict(kwargs)
         task_id, now = _given_id.get() or uuid(), timezone.now()
         _given_id.set(None)  # the one enqueue it was given for
