@@ -76,7 +76,6 @@ def test_each_django_task_runs_on_the_pool_of_its_queue_name(live, sim):
         assert result.worker_ids[0].startswith(f"{lane}@"), (lane, result.worker_ids)
 
 
-@pytest.mark.generations
 def test_a_task_result_follows_the_celery_task_to_success_and_to_failure(live, sim):
     city = make_city()
     enqueued = jobs.fetch_city.enqueue(city.pk)
@@ -112,7 +111,6 @@ def test_run_after_holds_a_task_until_its_time_on_a_quorum_lane(live, sim):
     assert done.started_at >= run_after
 
 
-@pytest.mark.generations
 def test_the_api_enqueues_through_django_s_tasks_api_with_the_same_answers(live, sim, settings):
     settings.ENQUEUE_THROUGH = "django"
     city = make_city()
