@@ -27,10 +27,13 @@ from typing import Any
 
 RABBITMQ_BIN = Path("/usr/lib/rabbitmq/bin")
 NODE_PREFIX = "fbr"
-# Ports of the project's own: AMQP BASE_PORT + n, Erlang distribution DIST_BASE_PORT + n. Clear of
-# RabbitMQ's defaults and of the ports its CLI tools take (distribution port + 10000, ten of them).
-BASE_PORT = 30670
-DIST_BASE_PORT = 40670
+# Ports of the project's own: AMQP BASE_PORT + n, Erlang distribution DIST_BASE_PORT + n, the CLI
+# tools' own distribution ports CLI_DIST_PORTS. Clear of RabbitMQ's defaults and all below Linux's
+# ephemeral range (32768 up): a node whose port an outgoing connection happened to hold refused to
+# start (dist_port_already_used) in CI.
+BASE_PORT = 21670
+DIST_BASE_PORT = 22670
+CLI_DIST_PORTS = (22700, 22720)
 START_TIMEOUT_S = 120
 JOIN_START_TRIES = 3
 
@@ -195,6 +198,8 @@ class RabbitCluster(ClusterOps):
             "RABBITMQ_NODE_IP_ADDRESS": "127.0.0.1",
             "RABBITMQ_NODE_PORT": str(node.port),
             "RABBITMQ_DIST_PORT": str(DIST_BASE_PORT + node.index),
+            "RABBITMQ_CTL_DIST_PORT_MIN": str(CLI_DIST_PORTS[0]),
+            "RABBITMQ_CTL_DIST_PORT_MAX": str(CLI_DIST_PORTS[1]),
             "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
             "RABBITMQ_LOG_BASE": str(base / "log"),
             "RABBITMQ_PID_FILE": str(base / "rabbitmq.pid"),
