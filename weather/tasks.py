@@ -8,18 +8,20 @@ from collections.abc import Callable
 from typing import TypeVar
 
 from celery import shared_task
-from celery.exceptions import SoftTimeLimitExceeded
+from celery.exceptions import Reject, SoftTimeLimitExceeded
 from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.utils import timezone
 
+from routing.broker import BrokerUnavailableError, ensure_publishing_allowed
 from workers.pools import NEAR_LIMIT_SHARE
 
 from . import etl, retention
 from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch
+from .publishing import REQUEST_CONFIRM_TIMEOUT_S, request_publish_retry
 from .quota import QuotaExceededError
 from .refresh import (
     BatchOf,
@@ -47,7 +49,19 @@ T = TypeVar("T")
 def _retry(task, exc: Exception):
     hint = getattr(exc, "retry_after", None)
     delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
-    return task.retry(exc=exc, countdown=broker_countdown(delay, task.lane))
+    try:
+        ensure_publishing_allowed()
+        # Bounded as a request's publish is: a broker blocking publishers (a memory or disk alarm)
+        # never confirms, and the wait would spend the pool's soft limit.
+        return task.retry(exc=exc, countdown=broker_countdown(delay, task.lane), retry_policy=request_publish_retry(),
+                          confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
+    except (BrokerUnavailableError, Reject) as unsent:
+        # The retry could not be queued. Celery would reject the message to the dead letters (found by the
+        # nemesis: a click whose retry waited out an alarm past its soft limit); a person's fetch is declined
+        # instead, saying why, and they can ask again.
+        reason = unsent.reason if isinstance(unsent, Reject) else unsent
+        unqueued = BrokerUnavailableError(f"{exc}; its retry could not be queued ({reason}): ask again")
+        raise task.decline(unqueued) from exc
 
 
 class CityFetchTask(CrashGuardedTask):

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import pytest
 from django.test import Client
+from django_celery_results.models import TaskResult
 
+from routing import DEAD_LETTER_QUEUE, Priority
 from routing.broker import BLOCKED_RECHECK_S, FLOW
 from tests.factories import make_cities, make_city
-from tools.harness import broker_ctl, purge_lanes, run_summary, wait_for, wait_for_run, within
+from tools.harness import broker_ctl, purge_lanes, queue_depth, run_summary, wait_for, wait_for_run, within
 from tools.rabbit_alarm import memory_alarm
+from weather.dispatch import enqueue_city_fetch
 from weather.models import PendingFetch, RefreshRun, WeatherData
 from weather.tasks import update_all_weather_data
 
@@ -69,3 +72,25 @@ def test_a_worker_that_publishes_under_an_alarm_waits_for_it_to_clear_and_loses_
         assert result.get(timeout=30)["run_id"] == run.pk
     finally:
         live.start("bulk")
+
+
+def test_a_click_whose_retry_meets_an_alarm_is_declined_saying_so_not_dead_lettered(live, sim):
+    # Its first try meets a provider fault; its retry cannot be queued while RabbitMQ blocks publishers. Waiting
+    # for the alarm would spend the pool's soft limit and Celery would dead-letter the click (found by the
+    # nemesis): the person is told instead, before the alarm ends, and can ask again.
+    city = make_city()
+    live.stop("interactive")
+    purge_lanes()
+    task_id = enqueue_city_fetch(city.pk, Priority.CLICK).task_id
+    sim.configure(error_rate=1.0)
+    try:
+        with memory_alarm():
+            live.start("interactive")
+            declined = wait_for(lambda: TaskResult.objects.filter(task_id=task_id, status="FAILURE").first(),
+                                timeout=60, what="the click to be declined under the alarm")
+            assert "its retry could not be queued" in declined.result, declined.result
+            assert queue_depth(DEAD_LETTER_QUEUE.name) == 0, "declined, not dead-lettered"
+    finally:
+        sim.configure(error_rate=0.0)
+    assert not PendingFetch.objects.filter(city=city).exists(), "its slot released: asking again is accepted"
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0
