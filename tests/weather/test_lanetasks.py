@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pytest
+from django.db import transaction
 from django.test import Client
 from django.utils import timezone
 from django_celery_results.models import TaskResult as ResultRow
@@ -12,11 +13,13 @@ from django_celery_results.models import TaskResult as ResultRow
 from routing import DEAD_LETTER_QUEUE, INTERACTIVE, MAINTENANCE, QueueType, deployed
 from routing.priorities import message_priority, quorum_class
 from tests.factories import make_city
+from tools.faults import FROZEN
 from tools.harness import purge_lanes, queue_depth, wait_for
 from weather import jobs
 from weather.apikeys import issue_key
-from weather.lanetasks.api import Task, TaskResult, TaskResultStatus
-from weather.models import DailySummary, WeatherData
+from weather.lanetasks.api import Task, TaskResult, TaskResultStatus, task_enqueued
+from weather.lanetasks.backend import enqueue_as
+from weather.models import DailySummary, Effect, QuotaGrant, WeatherData
 
 pytestmark = pytest.mark.integration
 
@@ -146,3 +149,58 @@ def test_the_api_enqueues_through_django_s_tasks_api_with_the_same_answers(live,
     day_readings = WeatherData.objects.filter(city=city, observed_at__date=now.date()).count()
     assert DailySummary.objects.get(city=city).readings_count == day_readings >= 2
     assert ResultRow.objects.get(task_id=started.json()["task_id"]).task_name == "weather.jobs.summarize_day"
+
+
+def test_a_django_task_keeps_the_pools_guarantees(live, sim):
+    # Published only when its transaction commits, under an id given up front; killed mid-run, delivered again
+    # and applied once; refused for quota, declined with the reason rather than dead-lettered.
+    city, first, second = make_city(), make_city(), make_city()
+    enqueued = []
+
+    def on_enqueued(sender: type, task_result: TaskResult, **kwargs: object) -> None:
+        enqueued.append(task_result.id)
+
+    task_enqueued.connect(on_enqueued)
+    live.stop("interactive")
+    try:
+        rolled_back = []
+
+        def enqueue_then_fail() -> None:
+            with transaction.atomic():
+                rolled_back.append(jobs.fetch_city.enqueue(city.pk).id)
+                raise RuntimeError("the request failed after its enqueue")
+
+        with pytest.raises(RuntimeError, match="failed after its enqueue"):
+            enqueue_then_fail()
+        with transaction.atomic(), enqueue_as("given-up-front"):
+            kept = jobs.fetch_city.enqueue(city.pk)
+            assert enqueued == [], "nothing is announced before the commit"
+        assert kept.id == "given-up-front"
+        assert enqueued == [kept.id]
+        assert queue_depth(INTERACTIVE.name) == 1, "only the committed enqueue was published"
+        assert not ResultRow.objects.filter(task_id__in=rolled_back).exists(), "its PENDING row rolled back too"
+    finally:
+        task_enqueued.disconnect(on_enqueued)
+
+    sim.configure(latency_ms=2000, fixed_time=FROZEN)
+    live.start("interactive", concurrency=1)
+    wait_for(lambda: sim.stats()["requests"] == 1, timeout=30, what="the fetch to reach the provider")
+    assert live.kill_children("interactive"), "the pool has a child running the fetch"
+    sim.configure(latency_ms=0, fixed_time=FROZEN)
+    done = _finished(jobs.fetch_city, kept.id)
+    assert done.status == TaskResultStatus.SUCCESSFUL, done.errors
+    assert sim.stats()["requests"] == 2, "asked again after the kill"
+    assert list(Effect.objects.filter(task_id=kept.id).values_list("kind", "applied")) == [("reading", True)]
+
+    QuotaGrant.objects.all().delete()
+    live.start("interactive", extra_env={"WEATHER_QUOTA_PER_MINUTE": "1", "WEATHER_QUOTA_PER_HOUR": "0",
+                                         "WEATHER_QUOTA_PER_DAY": "0"})
+    try:
+        assert _finished(jobs.fetch_city, jobs.fetch_city.enqueue(first.pk).id).status == TaskResultStatus.SUCCESSFUL
+        refused = _finished(jobs.fetch_city, jobs.fetch_city.enqueue(second.pk).id)
+    finally:
+        live.start("interactive")
+    assert refused.status == TaskResultStatus.FAILED
+    assert refused.errors[0].exception_class_path == "weather.quota.QuotaExceededError"
+    assert "quota returns at" in refused.errors[0].traceback
+    assert queue_depth(DEAD_LETTER_QUEUE.name) == 0, "declined, not dead-lettered"

@@ -11,7 +11,16 @@ from django.test import override_settings
 from routing import BULK, INTERACTIVE, LANE_NAMES
 from routing.generations import GENERATION_CONF_KEY, BrokerGeneration
 from weather import jobs
-from weather.lanetasks.api import InvalidTask, TaskResultStatus, task, task_backends
+from weather.lanetasks.api import (
+    InvalidTask,
+    TaskContext,
+    TaskResult,
+    TaskResultStatus,
+    task,
+    task_backends,
+    task_started,
+)
+from weather.lanetasks.backend import LaneBackend
 from weather.lanetasks.results import DJANGO_STATUS
 
 BACKEND = "weather.lanetasks.backend.LaneBackend"
@@ -73,3 +82,31 @@ def test_django_s_system_checks_reject_an_undeclared_queue():
         call_command("check")
     with override_settings(TASKS={"default": {"BACKEND": BACKEND, "QUEUES": ["interactive", "bulk"]}}):
         call_command("check")
+
+
+@task(takes_context=True, queue_name=INTERACTIVE.name)
+def context_seen(context: TaskContext, city_id: int) -> dict:
+    """What a task taking context sees of its own run."""
+    result = context.task_result
+    return {"city_id": city_id, "attempt": context.attempt, "id": result.id, "status": result.status,
+            "worker": result.worker_ids[-1]}
+
+
+def test_a_task_taking_context_sees_its_try_and_worker_and_django_hears_it_start():
+    # The Celery task the pools run for it, called as a worker calls it: its request set, not eagerly.
+    runner = current_app.tasks[context_seen.module_path]
+    started = []
+
+    def on_started(sender: type, task_result: TaskResult, **kwargs: object) -> None:
+        started.append((sender, task_result.id, task_result.status))
+
+    task_started.connect(on_started)
+    runner.push_request(id="lane-task-1", retries=2, hostname="interactive@host-a", args=[7], kwargs={})
+    try:
+        seen = runner.run(7)
+    finally:
+        runner.pop_request()
+        task_started.disconnect(on_started)
+    assert seen == {"city_id": 7, "attempt": 3, "id": "lane-task-1", "status": TaskResultStatus.RUNNING,
+                    "worker": "interactive@host-a"}
+    assert started == [(LaneBackend, "lane-task-1", TaskResultStatus.RUNNING)]

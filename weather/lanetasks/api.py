@@ -18,6 +18,7 @@ from django_tasks.backends.base import BaseTaskBackend
 from django_tasks.base import DEFAULT_TASK_PRIORITY, Task, TaskError
 from django_tasks.exceptions import InvalidTaskError as InvalidTask
 from django_tasks.exceptions import TaskResultDoesNotExist
+from django_tasks.signals import task_enqueued, task_finished, task_started
 
 __all__ = [
     "DEFAULT_TASK_PRIORITY",
@@ -33,4 +34,7 @@ __all__ = [
     "default_task_backend",
     "task",
     "task_backends",
+    "task_enqueued",
+    "task_finished",
+    "task_started",
 ]

@@ -33,7 +33,15 @@ from routing.priorities import message_priority, serves_priorities
 
 from ..backoff import broker_countdown
 from ..publishing import REQUEST_CONFIRM_TIMEOUT_S, publishing, request_publish_retry
-from .api import DEFAULT_TASK_PRIORITY, BaseTaskBackend, InvalidTask, Task, TaskResult, TaskResultStatus
+from .api import (
+    DEFAULT_TASK_PRIORITY,
+    BaseTaskBackend,
+    InvalidTask,
+    Task,
+    TaskResult,
+    TaskResultStatus,
+    task_enqueued,
+)
 from .results import django_result, encoded_arguments
 from .runner import LaneTask
 
@@ -101,6 +109,9 @@ class LaneBackend(BaseTaskBackend):
         CeleryResultRow.objects.create(task_id=task_id, task_name=task.module_path, status=states.PENDING,
                                        task_args=encoded_arguments(args), task_kwargs=encoded_arguments(kwargs),
                                        content_type="application/json", content_encoding="utf-8")
+        result = TaskResult(task=task, id=task_id, status=TaskResultStatus.READY, enqueued_at=now, started_at=None,
+                            finished_at=None, last_attempted_at=None, args=args, kwargs=kwargs, backend=self.alias,
+                            errors=[], worker_ids=[])
 
         def publish() -> None:
             try:
@@ -113,14 +124,14 @@ class LaneBackend(BaseTaskBackend):
                 # Nothing was queued: no result may say it is waiting.
                 CeleryResultRow.objects.filter(task_id=task_id, status=states.PENDING).delete()
                 raise
+            # Django's signal, when the message is on its lane: never for one a rollback kept back.
+            task_enqueued.send(type(self), task_result=result)
 
         if connection.in_atomic_block:
             transaction.on_commit(publish, robust=False)
         else:
             publish()
-        return TaskResult(task=task, id=task_id, status=TaskResultStatus.READY, enqueued_at=now, started_at=None,
-                          finished_at=None, last_attempted_at=None, args=args, kwargs=kwargs, backend=self.alias,
-                          errors=[], worker_ids=[])
+        return result
 
     def get_result(self, result_id: str) -> TaskResult:
         """The task's result as Django describes it, read from Celery's result backend."""

@@ -46,9 +46,13 @@ def _errors(row: CeleryResultRow) -> list[TaskError]:
     try:
         error = json.loads(row.result or "{}")
         path = f"{error.get('exc_module') or 'builtins'}.{error['exc_type']}"
+        said = error.get("exc_message")
+        message = " ".join(map(str, said)) if isinstance(said, list) else str(said or "")
     except (ValueError, KeyError, TypeError, AttributeError):
-        path = "builtins.Exception"
-    return [TaskError(exception_class_path=path, traceback=row.traceback or "")]
+        path, message = "builtins.Exception", ""
+    # A declined task (quota used up, a provider fault outlasting its retries) was ended without a
+    # traceback: its reason is the exception's own line, as a traceback's last line would give it.
+    return [TaskError(exception_class_path=path, traceback=row.traceback or f"{path}: {message}".rstrip(": "))]
 
 
 def django_result(task_id: str, backend_alias: str) -> TaskResult:
