@@ -202,6 +202,13 @@ def queue_depth(name: str) -> int:
     return queue_states([name])[name].messages
 
 
+def in_flight(name: str) -> int:
+    """Messages in a queue, ready or delivered and not yet acknowledged (a countdown a worker holds included)."""
+    vhost = urllib.parse.unquote(urllib.parse.urlsplit(str(current_app.conf.broker_url).split(";")[0]).path[1:]) or "/"
+    listed = broker_ctl("list_queues", "-p", vhost, "name", "messages").stdout.split()
+    return int(dict(zip(listed[::2], listed[1::2], strict=False)).get(name, 0))
+
+
 def queue_consumers(name: str) -> int:
     """Consumers attached to a queue, read from RabbitMQ."""
     return queue_states([name])[name].consumers

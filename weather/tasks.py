@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import time
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from celery import shared_task
 from celery.exceptions import Reject, SoftTimeLimitExceeded
@@ -21,7 +21,7 @@ from . import etl, retention
 from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch
-from .publishing import REQUEST_CONFIRM_TIMEOUT_S, request_publish_retry
+from .publishing import REQUEST_CONFIRM_TIMEOUT_S
 from .quota import QuotaExceededError
 from .refresh import (
     BatchOf,
@@ -46,19 +46,28 @@ PASSING_FAULT_RETRIES = 3
 T = TypeVar("T")
 
 
-def _retry(task, exc: Exception):
+def _retry(task, exc: Exception, **publish: Any):
     hint = getattr(exc, "retry_after", None)
     delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
+    return task.retry(exc=exc, countdown=broker_countdown(delay, task.lane), **publish)
+
+
+def _retry_or_decline(task, exc: Exception):
+    """A person's fetch retried, its publish bounded as a request's is; declined, saying why, when it cannot be.
+
+    A broker blocking publishers (a memory or disk alarm) never confirms: waiting would spend
+    the interactive soft limit, and Celery rejects a message whose retry it could not publish
+    to the dead letters (found by the nemesis: a click whose retry waited out an alarm). A
+    batch waits instead (its soft limit is long, and nobody is waiting for an answer).
+
+    Published once, never again on a timeout: the broker may still take the first copy when
+    the alarm clears (the retry then runs as well, its effect applied once), and a second
+    copy of the same try would be counted as a crash of it.
+    """
     try:
         ensure_publishing_allowed()
-        # Bounded as a request's publish is: a broker blocking publishers (a memory or disk alarm)
-        # never confirms, and the wait would spend the pool's soft limit.
-        return task.retry(exc=exc, countdown=broker_countdown(delay, task.lane), retry_policy=request_publish_retry(),
-                          confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
+        return _retry(task, exc, retry=False, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
     except (BrokerUnavailableError, Reject) as unsent:
-        # The retry could not be queued. Celery would reject the message to the dead letters (found by the
-        # nemesis: a click whose retry waited out an alarm past its soft limit); a person's fetch is declined
-        # instead, saying why, and they can ask again.
         reason = unsent.reason if isinstance(unsent, Reject) else unsent
         unqueued = BrokerUnavailableError(f"{exc}; its retry could not be queued ({reason}): ask again")
         raise task.decline(unqueued) from exc
@@ -98,7 +107,7 @@ def run_with_retries(task: CrashGuardedTask, call: Callable[[], T]) -> T:
             # A passing fault outlasted the retries: the person is told, and can ask again; an
             # operator has nothing to replay. (A click that can never succeed is dead-lettered.)
             raise task.decline(exc) from exc
-        raise _retry(task, exc) from exc
+        raise _retry_or_decline(task, exc) from exc
     except QuotaExceededError as exc:
         wait = exc.wait_seconds()
         if wait <= INTERACTIVE_QUOTA_WAIT_S and task.request.retries < task.max_retries:
