@@ -321,3 +321,14 @@ def stop_retrying_if_blocked(exc: Exception, interval: float) -> None:
     """A publish retry policy's errback: a publish that met the block is not sent again (it would queue twice)."""
     if FLOW.blocked:
         raise BrokerBlockedError(BLOCKED_REASON) from exc
+
+
+def stop_retrying_if_unconfirmed(exc: Exception, interval: float) -> None:
+    """An errback stricter than stop_retrying_if_blocked: a publish whose confirm did not come is not sent again.
+
+    The broker may have taken it (the block's notice not yet read), and will route it once
+    the alarm clears; a connection that broke is reconnected and sent on as before.
+    """
+    if isinstance(exc, TimeoutError):
+        raise BrokerBlockedError(f"no confirm within the publish's timeout ({BLOCKED_REASON}?)") from exc
+    stop_retrying_if_blocked(exc, interval)

@@ -14,14 +14,14 @@ from django.db import InterfaceError, OperationalError
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from routing.broker import BrokerUnavailableError, ensure_publishing_allowed
+from routing.broker import BrokerUnavailableError, ensure_publishing_allowed, stop_retrying_if_unconfirmed
 from workers.pools import NEAR_LIMIT_SHARE
 
 from . import etl, retention
 from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch
-from .publishing import REQUEST_CONFIRM_TIMEOUT_S
+from .publishing import REQUEST_CONFIRM_TIMEOUT_S, request_publish_retry
 from .quota import QuotaExceededError
 from .refresh import (
     BatchOf,
@@ -60,13 +60,15 @@ def _retry_or_decline(task, exc: Exception):
     to the dead letters (found by the nemesis: a click whose retry waited out an alarm). A
     batch waits instead (its soft limit is long, and nobody is waiting for an answer).
 
-    Published once, never again on a timeout: the broker may still take the first copy when
-    the alarm clears (the retry then runs as well, its effect applied once), and a second
-    copy of the same try would be counted as a crash of it.
+    Never sent again after a confirm that did not come: the broker may still take the first
+    copy when the alarm clears (the retry then runs as well, its effect applied once), and a
+    second copy of the same try would be counted as a crash of it. A broken connection is
+    reconnected and the retry sent, as a request's publish is.
     """
     try:
         ensure_publishing_allowed()
-        return _retry(task, exc, retry=False, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
+        policy = {**request_publish_retry(), "errback": stop_retrying_if_unconfirmed}
+        return _retry(task, exc, retry_policy=policy, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
     except (BrokerUnavailableError, Reject) as unsent:
         reason = unsent.reason if isinstance(unsent, Reject) else unsent
         unqueued = BrokerUnavailableError(f"{exc}; its retry could not be queued ({reason}): ask again")
