@@ -8,7 +8,8 @@ import pytest
 from django.db import connections
 
 from tools.harness import ROOT
-from tools.nemesis import QUIET_S, Topology, fault_kinds, plan, usable
+from tools.nemesis import QUIET_S, WORKLOAD_SHARE_MAX, Topology, fault_kinds, plan, usable, workload_share
+from weather.provider import FREE_TIER_LOCATIONS_PER_MINUTE
 
 
 def test_the_same_seed_plans_the_same_faults_and_another_seed_others():
@@ -39,6 +40,16 @@ def test_cluster_and_host_faults_only_where_the_run_has_them():
 def test_every_fault_kind_is_something_the_topology_does():
     for kind in fault_kinds(1):
         assert callable(getattr(Topology, "fault_" + kind.replace("-", "_"))), kind
+
+
+@pytest.mark.subprocess
+def test_the_workload_asks_on_average_for_less_than_the_quota_and_a_larger_one_is_refused():
+    # Over it, a long run's backlog grows with its length and cannot settle: a finding of the run, not the topology.
+    assert workload_share(100, FREE_TIER_LOCATIONS_PER_MINUTE) <= WORKLOAD_SHARE_MAX
+    refused = subprocess.run([sys.executable, "-m", "tools.nemesis", "--seed", "3", "--minutes", "1", "--cities",
+                              "200", "--plan"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2
+    assert "--cities 200: the workload would ask for 133% of the minute quota" in refused.stderr
 
 
 @pytest.mark.integration
