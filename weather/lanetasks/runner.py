@@ -48,7 +48,7 @@ class DjangoTaskRun(CityFetchTask):
             task_finished.send(type(backend), task_result=backend.get_result(task_id))
 
 
-_registered: set[str] = set()
+_registered: dict[str, str] = {}  # Celery name -> the lane its definition names
 
 
 class LaneTask(Task):
@@ -66,12 +66,17 @@ def registered_names() -> frozenset[str]:
     return frozenset(_registered)
 
 
+def registered_lanes() -> dict[str, str]:
+    """Each Django task this process defined and the lane its definition names (`.using()` may send it elsewhere)."""
+    return dict(_registered)
+
+
 def register(task: Task) -> None:
     """The Celery task named `task.module_path`, registered once in this process."""
     name = task.module_path
     if name in _registered:
         return
-    _registered.add(name)
+    _registered[name] = task.queue_name
 
     def run(self: DjangoTaskRun, *args: Any, **kwargs: Any) -> Any:
         # Looked up at run time: the module's Task, whatever `.using()` copy enqueued it.

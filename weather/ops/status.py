@@ -14,6 +14,8 @@ from django_celery_results.models import TaskResult
 
 from routing import DEAD_LETTER_QUEUE, LANES, TASK_LANES
 from routing.broker import queue_states
+from weather import jobs  # noqa: F401  (defines the Django tasks: listed and counted on their lanes)
+from weather.lanetasks.runner import registered_lanes
 from workers.pools import load_pools
 
 RECENT = timedelta(hours=1)
@@ -89,7 +91,7 @@ def lanes_status() -> dict:
     for lane in LANES:
         state = states[lane.name]
         pool = next(p for p in pools.values() if lane.name in p.queues)
-        tasks = sorted(name for name, target in TASK_LANES.items() if target == lane.name)
+        tasks = sorted(name for name, target in {**TASK_LANES, **registered_lanes()}.items() if target == lane.name)
         lanes.append({
             "lane": lane.name,
             "purpose": lane.purpose,
@@ -98,6 +100,7 @@ def lanes_status() -> dict:
             "consumers": state.consumers,
             # What an autoscaler on the backlog asks for (KEDA's ScaledObject, deploy/k8s/).
             "desired_replicas": pool.desired_replicas(state.messages),
+            "tasks": [name for name in tasks if not name.startswith("celery.")],
             "pool": {k: v for k, v in dataclasses.asdict(pool).items() if k != "name"},
             "recent": _recent_outcomes(tasks),
             "throughput": throughput(tasks),

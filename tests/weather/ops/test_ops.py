@@ -58,6 +58,11 @@ def test_ops_queues_reports_depth_and_consumers_from_rabbitmq(live, staff):
         assert lanes[lane]["desired_replicas"] == pool.desired_replicas(lanes[lane]["depth"])
     assert lanes["interactive"]["consumers"] == 1
     assert lanes["bulk"]["pool"]["prefetch_multiplier"] == 4
+    # Celery's tasks and the Django tasks (weather/jobs.py), each on the lane it is routed to or names.
+    # (This process may define Django tasks of its tests' own too.)
+    assert {"weather.jobs.fetch_city", "weather.tasks.fetch_weather_for_city"} <= set(lanes["interactive"]["tasks"])
+    assert {"weather.jobs.summarize_day", "weather.tasks.refresh_weather_batch"} <= set(lanes["bulk"]["tasks"])
+    assert "weather.jobs.fetch_city" not in lanes["bulk"]["tasks"] + lanes["maintenance"]["tasks"]
     assert body["dead_letter"]["depth"] == 0
     page = staff.get("/ops/")
     assert page.status_code == 200
