@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import pytest
 from celery import current_app, states
 from django.core.management import call_command
@@ -11,8 +13,10 @@ from django.test import override_settings
 from routing import BULK, INTERACTIVE, LANE_NAMES
 from routing.generations import GENERATION_CONF_KEY, BrokerGeneration
 from weather import jobs
+from weather.lanetasks import runner as lane_runner
 from weather.lanetasks.api import (
     InvalidTask,
+    Task,
     TaskContext,
     TaskResult,
     TaskResultStatus,
@@ -84,17 +88,27 @@ def test_django_s_system_checks_reject_an_undeclared_queue():
         call_command("check")
 
 
-@task(takes_context=True, queue_name=INTERACTIVE.name)
 def context_seen(context: TaskContext, city_id: int) -> dict:
-    """What a task taking context sees of its own run."""
+    """What a task taking context sees of its own run (made a Django task by the fixture below)."""
     result = context.task_result
     return {"city_id": city_id, "attempt": context.attempt, "id": result.id, "status": result.status,
             "worker": result.worker_ids[-1]}
 
 
-def test_a_task_taking_context_sees_its_try_and_worker_and_django_hears_it_start():
+@pytest.fixture
+def context_task(monkeypatch) -> Iterator[Task]:
+    """`context_seen` as a Django task for one test, then forgotten: doctor compares the pools' tasks with every
+    Django task this process defined, and the pools never import the tests."""
+    defined = task(takes_context=True, queue_name=INTERACTIVE.name)(context_seen)
+    monkeypatch.setitem(globals(), "context_seen", defined)  # where the runner looks it up by module path
+    yield defined
+    lane_runner._registered.pop(defined.module_path, None)
+    current_app.tasks.pop(defined.module_path, None)
+
+
+def test_a_task_taking_context_sees_its_try_and_worker_and_django_hears_it_start(context_task):
     # The Celery task the pools run for it, called as a worker calls it: its request set, not eagerly.
-    runner = current_app.tasks[context_seen.module_path]
+    runner = current_app.tasks[context_task.module_path]
     started = []
 
     def on_started(sender: type, task_result: TaskResult, **kwargs: object) -> None:
