@@ -7,6 +7,7 @@ servers this module starts.
 from __future__ import annotations
 
 import http.client
+import json
 import socket
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from dataclasses import dataclass
 import pytest
 from django.contrib.auth.models import User
 from django.test import Client
+from django_celery_results.models import TaskResult
 
 from tests.factories import make_city
 from tools.harness import ROOT, purge_lanes, wait_for
@@ -209,6 +211,10 @@ def test_the_web_server_alone_bounds_slow_bodies_and_keeps_answering(tier, live)
                                     body=b"x" * (WEB_MAX_BODY_BYTES + 1))
     assert status == 413
     assert response.headers["Connection"] == "close"
+    # The accepted fetch ends before the test does: its writes never meet the next test's flush of the tables.
+    task_id = json.loads(body)["task_id"]
+    wait_for(lambda: TaskResult.objects.filter(task_id=task_id, status="SUCCESS").exists(), timeout=30,
+             what="the accepted fetch to end")
 
 
 def test_an_encoded_newline_in_a_path_cannot_forge_a_log_line(tier, live):
