@@ -163,7 +163,7 @@ def test_a_django_task_keeps_the_pools_guarantees(live, sim):
     task_enqueued.connect(on_enqueued)
     live.stop("interactive")
     try:
-        rolled_back = []
+        rolled_back: list[str] = []
 
         def enqueue_then_fail() -> None:
             with transaction.atomic():
@@ -179,15 +179,21 @@ def test_a_django_task_keeps_the_pools_guarantees(live, sim):
         assert enqueued == [kept.id]
         assert queue_depth(INTERACTIVE.name) == 1, "only the committed enqueue was published"
         assert not ResultRow.objects.filter(task_id__in=rolled_back).exists(), "its PENDING row rolled back too"
+    except BaseException:
+        live.start("interactive")  # the next test's pool
+        raise
     finally:
         task_enqueued.disconnect(on_enqueued)
 
     sim.configure(latency_ms=2000, fixed_time=FROZEN)
     live.start("interactive", concurrency=1)
-    wait_for(lambda: sim.stats()["requests"] == 1, timeout=30, what="the fetch to reach the provider")
-    assert live.kill_children("interactive"), "the pool has a child running the fetch"
-    sim.configure(latency_ms=0, fixed_time=FROZEN)
-    done = _finished(jobs.fetch_city, kept.id)
+    try:
+        wait_for(lambda: sim.stats()["requests"] == 1, timeout=30, what="the fetch to reach the provider")
+        assert live.kill_children("interactive"), "the pool has a child running the fetch"
+        sim.configure(latency_ms=0, fixed_time=FROZEN)
+        done = _finished(jobs.fetch_city, kept.id)
+    finally:
+        live.start("interactive")  # the next test's pool, whatever happened here
     assert done.status == TaskResultStatus.SUCCESSFUL, done.errors
     assert sim.stats()["requests"] == 2, "asked again after the kill"
     assert list(Effect.objects.filter(task_id=kept.id).values_list("kind", "applied")) == [("reading", True)]
