@@ -204,7 +204,8 @@ def queue_depth(name: str) -> int:
 
 def in_flight(name: str) -> int:
     """Messages in a queue, ready or delivered and not yet acknowledged (a countdown a worker holds included)."""
-    vhost = urllib.parse.unquote(urllib.parse.urlsplit(str(current_app.conf.broker_url).split(";")[0]).path[1:]) or "/"
+    with current_app.connection_for_read() as connection:  # parsed by kombu; nothing is connected
+        vhost = connection.virtual_host
     listed = broker_ctl("list_queues", "-p", vhost, "name", "messages").stdout.split()
     return int(dict(zip(listed[::2], listed[1::2], strict=False)).get(name, 0))
 

@@ -61,11 +61,6 @@ class LaneTask(Task):
         register(self)
 
 
-def registered_names() -> frozenset[str]:
-    """The Django tasks this process defined, by the Celery name each runs under (routed by their queue_name)."""
-    return frozenset(_registered)
-
-
 def registered_lanes() -> dict[str, str]:
     """Each Django task this process defined and the lane its definition names (`.using()` may send it elsewhere)."""
     return dict(_registered)

@@ -19,7 +19,7 @@ from routing.broker import (
     queue_states,
     resource_alarm,
 )
-from weather.lanetasks.runner import registered_names
+from weather.lanetasks.runner import registered_lanes
 from workers.pools import Pool, load_pools
 
 from .findings import FAIL, NOT_EXECUTED, OK, WARN, Context, Finding
@@ -185,7 +185,7 @@ def task_lists(context: Context) -> Iterator[Finding]:
     registered = current_app.control.inspect(timeout=CONTROL_TIMEOUT_S).registered() or {}
     # Django tasks route themselves (their queue_name is checked against the lanes): the ones the pools import.
     current_app.loader.import_default_modules()
-    routed = {name for name in TASK_LANES if not name.startswith("celery.")} | registered_names()
+    routed = {name for name in TASK_LANES if not name.startswith("celery.")} | set(registered_lanes())
     if not registered:
         yield _finding("worker task lists", WARN, "no worker answered an inspect", "start the pools")
         return
