@@ -46,7 +46,7 @@ class Enqueued:
     deduplicated: bool
 
 
-def _insert_unless_held(model: type[Model], key: dict[str, Any], task_id: str) -> bool:
+def _insert_unless_held(model: type[Model], key: dict[str, Any], task_id: str, savepoint: bool = True) -> bool:
     """Insert the claim row unless one holds the key already; True when this call inserted it.
 
     One statement (INSERT ... ON CONFLICT DO NOTHING), one round trip when the key is
@@ -62,24 +62,26 @@ def _insert_unless_held(model: type[Model], key: dict[str, Any], task_id: str) -
     sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
            f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING RETURNING 1")
     # Inside a caller's transaction a failed insert must not abort it: a savepoint then.
-    savepoint = transaction.atomic() if connection.in_atomic_block else contextlib.nullcontext()
-    with savepoint, connection.cursor() as cursor:
+    guard = transaction.atomic() if savepoint and connection.in_atomic_block else contextlib.nullcontext()
+    with guard, connection.cursor() as cursor:
         cursor.execute(sql, values)
         return cursor.fetchone() is not None
 
 
-def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bool]) -> Enqueued:
+def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bool],
+           savepoint: bool = True) -> Enqueued:
     """Register new work under a unique key (a city, a day), or return the task id already holding it.
 
     The unique key makes this race-free across processes: of two concurrent
     inserts one does nothing, and reads the winner's row. A holder that `is_stale`
     (lost, or ended) is replaced by a conditional update, so two requests never both win.
+    `savepoint=False` inside a transaction of the claim's own, which a failed insert may abort.
     """
     task_id = uuid()
     held = None
     # A holder can end (its row deleted) between the insert and the read: then try again.
     for _ in range(3):
-        if _insert_unless_held(model, key, task_id):
+        if _insert_unless_held(model, key, task_id, savepoint):
             return Enqueued(task_id, deduplicated=False)
         held = model.objects.filter(**key).first()
         if held is not None:
@@ -93,6 +95,41 @@ def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bo
             return Enqueued(task_id, deduplicated=False)
         held.refresh_from_db()
     return Enqueued(held.task_id, deduplicated=True)
+
+
+def _claim_and_publish(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bool],
+                       publish: Callable[[str], None]) -> Enqueued:
+    """Claim the work under `key` and publish its message, so that no claim outlives a message never queued.
+
+    Inside a caller's transaction the message goes out when it commits (nothing if it rolls
+    back), and a publish the broker refuses releases the claim. Otherwise the claim and the
+    publish share a transaction of their own, the publish last: a refused publish rolls the
+    claim back with it, even when the database went away meanwhile. (Released by a delete
+    instead, a claim stayed when the delete met the database away, and the requests that
+    joined it for two minutes followed a task that did not exist: found by the nemesis, a
+    memory alarm and a PostgreSQL restart overlapping.) A request for the same work waits on
+    the uncommitted claim for as long as the publish takes (bounded: REQUEST_CONFIRM_TIMEOUT_S).
+    """
+    if not connection.in_atomic_block:
+        with transaction.atomic():
+            enqueued = _claim(model, key, is_stale, savepoint=False)
+            if not enqueued.deduplicated:
+                publish(enqueued.task_id)
+        return enqueued
+    enqueued = _claim(model, key, is_stale)
+    if enqueued.deduplicated:
+        return enqueued
+
+    def publish_or_release() -> None:
+        try:
+            publish(enqueued.task_id)
+        except BrokerUnavailableError:
+            # Nothing was queued: later requests must not join work that does not exist.
+            model.objects.filter(task_id=enqueued.task_id).delete()
+            raise
+
+    transaction.on_commit(publish_or_release, robust=False)
+    return enqueued
 
 
 def _fetch_is_stale(pending: PendingFetch) -> bool:
@@ -109,36 +146,27 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
     """Fetch one city on the interactive lane, at most once at a time; returns the task id at once.
 
     The id is generated here so the caller can answer with it before the message
-    is published (Celery's `delay_on_commit` returns nothing); the message goes
-    out when the surrounding transaction commits, and not at all if it rolls back.
+    is published (Celery's `delay_on_commit` returns nothing); inside a caller's
+    transaction the message goes out when it commits, and not at all if it rolls back.
     """
+
+    def publish(task_id: str) -> None:
+        if settings.ENQUEUE_THROUGH == "django":
+            # The backend publishes as a request does (weather/publishing.py), at once: the claim's moment.
+            with enqueue_as(task_id):
+                _fetch_at(priority).enqueue(city_id)
+            return
+        with publishing():
+            ensure_publishing_allowed()
+            fetch_weather_for_city.apply_async(
+                args=[city_id], task_id=task_id, priority=int(priority),
+                retry=True, retry_policy=request_publish_retry(), confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
+            )
+
     try:
-        enqueued = _claim(PendingFetch, {"city_id": city_id}, _fetch_is_stale)
+        return _claim_and_publish(PendingFetch, {"city_id": city_id}, _fetch_is_stale, publish)
     except IntegrityError:
         raise UnknownCityError(f"city {city_id} does not exist") from None
-    if enqueued.deduplicated:
-        return enqueued
-
-    def publish() -> None:
-        try:
-            if settings.ENQUEUE_THROUGH == "django":
-                # The backend publishes as a request does (weather/publishing.py).
-                with enqueue_as(enqueued.task_id):
-                    _fetch_at(priority).enqueue(city_id)
-            else:
-                with publishing():
-                    ensure_publishing_allowed()
-                    fetch_weather_for_city.apply_async(
-                        args=[city_id], task_id=enqueued.task_id, priority=int(priority),
-                        retry=True, retry_policy=request_publish_retry(), confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S,
-                    )
-        except BrokerUnavailableError:
-            # Nothing was queued: do not let later requests join a fetch that does not exist.
-            PendingFetch.objects.filter(task_id=enqueued.task_id).delete()
-            raise
-
-    transaction.on_commit(publish, robust=False)
-    return enqueued
 
 
 def _summary_is_stale(run: DailySummaryRun) -> bool:
@@ -151,29 +179,20 @@ def _summary_is_stale(run: DailySummaryRun) -> bool:
 def enqueue_daily_summary(day: date) -> Enqueued:
     """Start extract -> transform -> load for a UTC day, or join the chain already running for it.
 
-    Returns the id of the chain's last step, whose result is the chain's outcome;
-    the chain is published when the surrounding transaction commits.
+    Returns the id of the chain's last step, whose result is the chain's outcome; inside
+    a caller's transaction the chain is published when it commits.
     """
-    enqueued = _claim(DailySummaryRun, {"day": day}, _summary_is_stale)
-    if enqueued.deduplicated:
-        return enqueued
-    def publish() -> None:
-        try:
-            if settings.ENQUEUE_THROUGH == "django":
-                # Django's Tasks API has no chains: one task runs the three steps.
-                with enqueue_as(enqueued.task_id):
-                    jobs.summarize_day.enqueue(day.isoformat())
-            else:
-                workflow = chain(extract_data.s(day.isoformat()), transform_data.s(),
-                                 load_data.s().set(task_id=enqueued.task_id))
-                with publishing():
-                    ensure_publishing_allowed()
-                    workflow.apply_async(retry=True, retry_policy=request_publish_retry(),
-                                         confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
-        except BrokerUnavailableError:
-            # Nothing was queued: the day must not stay claimed by a chain that does not exist.
-            DailySummaryRun.objects.filter(task_id=enqueued.task_id).delete()
-            raise
 
-    transaction.on_commit(publish, robust=False)
-    return enqueued
+    def publish(task_id: str) -> None:
+        if settings.ENQUEUE_THROUGH == "django":
+            # Django's Tasks API has no chains: one task runs the three steps.
+            with enqueue_as(task_id):
+                jobs.summarize_day.enqueue(day.isoformat())
+            return
+        workflow = chain(extract_data.s(day.isoformat()), transform_data.s(), load_data.s().set(task_id=task_id))
+        with publishing():
+            ensure_publishing_allowed()
+            workflow.apply_async(retry=True, retry_policy=request_publish_retry(),
+                                 confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
+
+    return _claim_and_publish(DailySummaryRun, {"day": day}, _summary_is_stale, publish)

@@ -1,6 +1,6 @@
 """The writes on a click's path are one statement each, sent outside any transaction: one round trip.
 
-Storing the reading is the exception by design: the reading and its ledger row commit together.
+The exceptions are by design: a claim commits with its publish, and a reading with its ledger row.
 """
 
 from collections.abc import Callable
@@ -13,8 +13,9 @@ from django.db import connection
 from django.db.models import Sum
 from django_celery_results.models import TaskResult
 
+from routing.broker import BrokerUnavailableError
 from tests.factories import make_city
-from weather.dispatch import _claim, _fetch_is_stale
+from weather.dispatch import _claim, _claim_and_publish, _fetch_is_stale
 from weather.guard import record_start
 from weather.models import Effect, PendingFetch, QuotaGrant, TaskAttempt, WeatherData
 from weather.quota import Consumer, QuotaExceededError, QuotaLimits, reserve
@@ -60,6 +61,24 @@ def test_claiming_a_city_is_one_statement_and_a_second_claim_joins_the_first():
     joined = _claim(PendingFetch, key, _fetch_is_stale)
     assert (joined.task_id, joined.deduplicated) == (claims[0].task_id, True)
     assert PendingFetch.objects.get(city=city).task_id == claims[0].task_id
+
+
+def test_a_claim_commits_with_its_publish_in_one_statement_or_not_at_all():
+    city = make_city()
+    key = {"city_id": city.pk}
+    published: list[str] = []
+    # In a transaction of its own (no savepoint inside it): the publish comes before the claim commits.
+    assert statements_of(lambda: _claim_and_publish(PendingFetch, key, _fetch_is_stale, published.append)) == [
+        ("INSERT", False)]
+    assert PendingFetch.objects.get(city=city).task_id == published[0]
+    PendingFetch.objects.all().delete()
+
+    def refused(task_id: str) -> None:
+        raise BrokerUnavailableError("RabbitMQ is blocking publishers (memory or disk alarm)")
+
+    with pytest.raises(BrokerUnavailableError):
+        _claim_and_publish(PendingFetch, key, _fetch_is_stale, refused)
+    assert not PendingFetch.objects.exists(), "rolled back with the refused publish: nothing to join"
 
 
 def test_storing_a_reading_is_one_statement_and_stays_idempotent():

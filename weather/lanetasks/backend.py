@@ -52,10 +52,12 @@ _given_id: ContextVar[str | None] = ContextVar("lane_task_id", default=None)
 
 @contextmanager
 def enqueue_as(task_id: str) -> Iterator[None]:
-    """The next enqueue in this block takes `task_id`: ids known up front, as weather/dispatch.py needs them.
+    """The next enqueue in this block takes `task_id` and publishes at once: weather/dispatch.py's claims.
 
     A request answers with the id, and claims the work under it, before the message is
-    published (when its transaction commits); Django's API makes the id at the enqueue.
+    published; Django's API makes the id at the enqueue. The claim decides when to publish
+    (inside its own transaction, or once its caller's commits), so the enqueue does not wait
+    for a commit again.
     """
     token = _given_id.set(task_id)
     try:
@@ -97,7 +99,8 @@ class LaneBackend(BaseTaskBackend):
         The task was validated when it was made (its definition, or `.using()`): Tasks are frozen.
         """
         args, kwargs = list(args), dict(kwargs)
-        task_id, now = _given_id.get() or uuid(), timezone.now()
+        given = _given_id.get()
+        task_id, now = given or uuid(), timezone.now()
         _given_id.set(None)  # the one enqueue it was given for
         options: dict[str, Any] = {
             "task_id": task_id, "queue": task.queue_name, "priority": message_priority(task.priority),
@@ -121,13 +124,15 @@ class LaneBackend(BaseTaskBackend):
                                           retry_policy=request_publish_retry(),
                                           confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S, **options)
             except BrokerUnavailableError:
-                # Nothing was queued: no result may say it is waiting.
-                CeleryResultRow.objects.filter(task_id=task_id, status=states.PENDING).delete()
+                # Nothing was queued: no result may say it is waiting. Inside a transaction (a claim's)
+                # its rollback takes the row back, even with the database gone meanwhile.
+                if not connection.in_atomic_block:
+                    CeleryResultRow.objects.filter(task_id=task_id, status=states.PENDING).delete()
                 raise
             # Django's signal, when the message is on its lane: never for one a rollback kept back.
             task_enqueued.send(type(self), task_result=result)
 
-        if connection.in_atomic_block:
+        if connection.in_atomic_block and given is None:
             transaction.on_commit(publish, robust=False)
         else:
             publish()
