@@ -202,12 +202,27 @@ def queue_depth(name: str) -> int:
     return queue_states([name])[name].messages
 
 
-def in_flight(name: str) -> int:
-    """Messages in a queue, ready or delivered and not yet acknowledged (a countdown a worker holds included)."""
+# kombu's native delayed delivery: a countdown on a quorum lane waits in celery_delayed_<level> queues.
+DELAYED_QUEUE_PREFIX = "celery_delayed_"
+
+
+def _messages_per_queue() -> dict[str, int]:
+    """Every queue of the test vhost with its messages, ready or delivered and not yet acknowledged."""
     with current_app.connection_for_read() as connection:  # parsed by kombu; nothing is connected
         vhost = connection.virtual_host
     listed = broker_ctl("list_queues", "-p", vhost, "name", "messages").stdout.split()
-    return int(dict(zip(listed[::2], listed[1::2], strict=False)).get(name, 0))
+    # The listing opens with its column names ("name messages"): only rows with a count.
+    return {name: int(count) for name, count in zip(listed[::2], listed[1::2], strict=False) if count.isdigit()}
+
+
+def in_flight(name: str) -> int:
+    """Messages in a queue, ready or delivered and not yet acknowledged (a countdown a worker holds included)."""
+    return _messages_per_queue().get(name, 0)
+
+
+def delayed() -> int:
+    """Messages RabbitMQ holds for their countdown before they reach a lane (Celery's delayed delivery)."""
+    return sum(count for name, count in _messages_per_queue().items() if name.startswith(DELAYED_QUEUE_PREFIX))
 
 
 def queue_consumers(name: str) -> int:
