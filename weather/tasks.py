@@ -38,21 +38,20 @@ from .storage import delete_rows
 
 # A database that restarts or fails over is a passing fault, like a provider 5xx.
 RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
-# A person waits for an interactive fetch: wait for quota only this long, else say so.
-INTERACTIVE_QUOTA_WAIT_S = 5.0
 # Tries after the first for a fetch (and any Django task) that meets a passing fault.
 PASSING_FAULT_RETRIES = 3
 
 T = TypeVar("T")
 
 
-def _retry(task, exc: Exception, **publish: Any):
-    hint = getattr(exc, "retry_after", None)
-    delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
+def _retry(task, exc: Exception, delay: float | None = None, **publish: Any):
+    if delay is None:
+        hint = getattr(exc, "retry_after", None)
+        delay = retry_delay(task.request.retries, settings.WEATHER_RETRY_BASE_SECONDS, hint)
     return task.retry(exc=exc, countdown=broker_countdown(delay, task.lane), **publish)
 
 
-def _retry_or_decline(task, exc: Exception):
+def _retry_or_decline(task, exc: Exception, delay: float | None = None):
     """A person's fetch retried, its publish bounded as a request's is; declined, saying why, when it cannot be.
 
     A broker blocking publishers (a memory or disk alarm) never confirms: waiting would spend
@@ -63,12 +62,13 @@ def _retry_or_decline(task, exc: Exception):
     Never sent again after a confirm that did not come: the broker may still take the first
     copy when the alarm clears (the retry then runs as well, its effect applied once), and a
     second copy of the same try would be counted as a crash of it. A broken connection is
-    reconnected and the retry sent, as a request's publish is.
+    reconnected and the retry sent, as a request's publish is. `delay`: when quota returns, for
+    a retry that waits for it; else the backoff's.
     """
     try:
         ensure_publishing_allowed()
         policy = {**request_publish_retry(), "errback": stop_retrying_if_unconfirmed}
-        return _retry(task, exc, retry_policy=policy, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
+        return _retry(task, exc, delay, retry_policy=policy, confirm_timeout=REQUEST_CONFIRM_TIMEOUT_S)
     except (BrokerUnavailableError, Reject) as unsent:
         reason = unsent.reason if isinstance(unsent, Reject) else unsent
         unqueued = BrokerUnavailableError(f"{exc}; its retry could not be queued ({reason}): ask again")
@@ -112,8 +112,8 @@ def run_with_retries(task: CrashGuardedTask, call: Callable[[], T]) -> T:
         raise _retry_or_decline(task, exc) from exc
     except QuotaExceededError as exc:
         wait = exc.wait_seconds()
-        if wait <= INTERACTIVE_QUOTA_WAIT_S and task.request.retries < task.max_retries:
-            raise task.retry(exc=exc, countdown=broker_countdown(wait, task.lane)) from exc
+        if wait <= settings.WEATHER_INTERACTIVE_QUOTA_WAIT_SECONDS and task.request.retries < task.max_retries:
+            raise _retry_or_decline(task, exc, delay=wait) from exc
         # The person reads "quota returns at HH:MM" as the result: nothing to replay later.
         raise task.decline(exc) from exc
 

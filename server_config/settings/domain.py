@@ -37,6 +37,10 @@ WEATHER_CLEANUP_BATCH_SIZE = env_int("WEATHER_CLEANUP_BATCH_SIZE", 5000, minimum
 # provider says when to come back.
 WEATHER_RETRY_BASE_SECONDS = env_float("WEATHER_RETRY_BASE_SECONDS", 2.0, minimum=0.0)
 
+# A person's fetch refused for quota waits for it (a retry with a countdown) when it returns
+# within this many seconds; later than that, the refusal says when it returns.
+WEATHER_INTERACTIVE_QUOTA_WAIT_SECONDS = env_float("WEATHER_INTERACTIVE_QUOTA_WAIT_SECONDS", 5.0, minimum=0.0)
+
 # Provider quota in locations (Open-Meteo free tier: 600/min, 5,000/h, 10,000/day);
 # 0 lifts a limit. The reserve is the share of each window only interactive may use.
 WEATHER_QUOTA_PER_MINUTE = env_int("WEATHER_QUOTA_PER_MINUTE", provider.FREE_TIER_LOCATIONS_PER_MINUTE, minimum=0)
