@@ -14,13 +14,13 @@ from typing import Any
 
 from amqp.exceptions import ChannelError, NotFound
 from celery import bootsteps
-from celery.utils.quorum_queues import detect_quorum_queues
 from celery.worker.consumer import Consumer
 from kombu.transport.native_delayed_delivery import (
     bind_queue_to_native_delayed_delivery_exchange,
     declare_native_delayed_delivery_exchanges_and_queues,
 )
 
+from routing import deployed
 from routing.broker import BROKER_ERRORS, connect, ensure_generation
 from routing.declare import declare_what_can_be
 
@@ -46,7 +46,7 @@ class DelayedDeliveryOnLiveNode(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def include_if(self, c: Any) -> bool:
-        return detect_quorum_queues(c.app, c.app.connection_for_write().transport.driver_type)[0]
+        return bool(deployed().quorum_lane_names)
 
     def start(self, c: Any) -> None:
         try:
@@ -54,7 +54,10 @@ class DelayedDeliveryOnLiveNode(bootsteps.StartStopStep):
                 connect(connection)
                 declare_native_delayed_delivery_exchanges_and_queues(
                     connection, c.app.conf.broker_native_delayed_delivery_queue_type)
-                for queue in c.app.amqp.queues.values():
+                # Every lane, not only this pool's: a process that knows a quorum lane (the web, any
+                # other pool) sends every countdown through the delay queues, the classic interactive
+                # lane's too (a Django task's run_after); unbound, the broker dropped it.
+                for queue in deployed().lane_queues:
                     bind_queue_to_native_delayed_delivery_exchange(connection, queue)
         except (*BROKER_ERRORS, ChannelError) as error:
             log.warning("delayed delivery not set up now (%s); countdowns wait in the worker until it is", error)

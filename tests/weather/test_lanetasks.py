@@ -114,6 +114,17 @@ def test_run_after_holds_a_task_until_its_time_on_a_quorum_lane(live, sim):
     assert done.started_at >= run_after
 
 
+def test_run_after_holds_a_fetch_until_its_time_on_the_interactive_lane_whatever_its_queue_type(live, sim):
+    # The web knows quorum lanes, so Celery sends every countdown through the delay queues, the classic
+    # interactive lane's of RabbitMQ 3.x too: dropped by the broker until every lane was bound to them.
+    city = make_city()
+    run_after = timezone.now() + timedelta(seconds=3)
+    enqueued = jobs.fetch_city.using(run_after=run_after).enqueue(city.pk)
+    done = _finished(jobs.fetch_city, enqueued.id)
+    assert done.status == TaskResultStatus.SUCCESSFUL, done.errors
+    assert done.started_at >= run_after
+
+
 def test_the_api_enqueues_through_django_s_tasks_api_with_the_same_answers(live, sim, settings):
     settings.ENQUEUE_THROUGH = "django"
     city = make_city()
