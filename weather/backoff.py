@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import random
 
 from routing import deployed
@@ -18,12 +19,18 @@ def retry_delay(attempt: int, base: float, hint: float | None = None, *, rng: ra
     return min(MAX_DELAY_S, max(jittered, hint or 0.0))
 
 
-# Celery's native delayed delivery (on quorum lanes) counts a delay in whole seconds
-# and refuses one below a second (kombu's calculate_routing_key).
+# Celery's native delayed delivery (on quorum lanes) counts a delay in whole seconds,
+# truncating a fraction (celery.app.base: int(countdown)), and refuses one below a second
+# (kombu's calculate_routing_key).
 MIN_COUNTDOWN_S = 1.0
 
 
 def broker_countdown(seconds: float, lane: str) -> float:
-    """A delay the lane can hold: at least a second where the broker holds it (quorum lanes), else as asked
-    (the classic interactive lane of RabbitMQ 3.x: its pool holds its own countdowns, to the millisecond)."""
-    return max(MIN_COUNTDOWN_S, seconds) if lane in deployed().quorum_lane_names else seconds
+    """A delay the lane can hold: whole seconds, rounded up and at least one, where the broker holds it (quorum
+    lanes), else as asked (the classic interactive lane of RabbitMQ 3.x: its pool holds its countdowns itself).
+
+    Rounded up: truncated, a batch deferred until quota returns came back before it did, and was refused again.
+    """
+    if lane not in deployed().quorum_lane_names:
+        return seconds
+    return float(math.ceil(max(MIN_COUNTDOWN_S, seconds)))

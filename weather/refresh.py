@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
@@ -23,6 +22,8 @@ DEFAULT_RATE_LIMIT_PAUSE_S = 60.0
 # A deferred batch is an ETA message the worker holds unacknowledged; keep each
 # wait well below RabbitMQ's 30-minute consumer timeout and check again after it.
 MAX_QUOTA_DEFERRAL_S = 600.0
+# Runs waiting ahead of a deferred batch that each put it a second later; beyond, all come back together.
+MAX_OLDER_RUNS_AHEAD = 30
 
 
 class UnknownCityError(LookupError):
@@ -215,7 +216,7 @@ def start_or_resume_run(task_id: str | None, slot: str | None = None,
 
 
 def quota_deferral(run_id: int, index: int, cities: int, exc: quota.QuotaExceededError) -> float | None:
-    """Seconds until a batch refused for quota should try again; None when it should not.
+    """Seconds until a batch refused for quota should try again (oldest run first); None when it should not.
 
     None when its run was deleted, or when quota returns only after the run's
     deadline (the batch is then marked failed: the next scheduled run covers it).
@@ -229,4 +230,9 @@ def quota_deferral(run_id: int, index: int, cities: int, exc: quota.QuotaExceede
             status=RefreshBatch.Status.FAILED, failed=cities,
             error=f"quota exhausted until after the run's deadline: {exc}"[:500], finished_at=timezone.now())
         return None
-    return min(exc.wait_seconds() + random.uniform(0, 1), MAX_QUOTA_DEFERRAL_S)
+    # Oldest first: each run with batches still waiting that started before this one puts it a
+    # second further back (the broker holds delays in whole seconds), so when quota returns the
+    # oldest run's batches take it, rather than whichever of the herd of deferrals comes first.
+    older_waiting = (RefreshRun.objects.filter(started_at__lt=started, batches__status=RefreshBatch.Status.PENDING)
+                     .distinct().count())
+    return min(exc.wait_seconds() + min(older_waiting, MAX_OLDER_RUNS_AHEAD), MAX_QUOTA_DEFERRAL_S)

@@ -17,10 +17,12 @@ def test_delays_grow_with_jitter_and_respect_the_providers_hint():
     assert retry_delay(20, 2.0, rng=rng) == MAX_DELAY_S
 
 
-def test_countdowns_on_quorum_lanes_are_at_least_a_second_and_clicks_keep_theirs():
+def test_countdowns_on_quorum_lanes_are_whole_seconds_never_sooner_and_clicks_keep_theirs():
     # Celery's native delayed delivery refuses a delay below a second (the fault tests met it with 0.2 s).
     assert broker_countdown(0.2, BULK.name) == 1.0
     assert broker_countdown(0.0, MAINTENANCE.name) == 1.0
-    assert broker_countdown(7.5, BULK.name) == 7.5
+    # Whole seconds, never sooner than asked: Celery truncates 7.5 s to 7, before the provider or the quota is back.
+    assert broker_countdown(7.5, BULK.name) == 8.0
+    assert broker_countdown(3.0, BULK.name) == 3.0
     # The interactive pool holds its countdowns itself: a 0.3 s Retry-After stays 0.3 s.
     assert broker_countdown(0.3, INTERACTIVE.name) == 0.3
