@@ -1,11 +1,11 @@
-"""Admin pages for cities, readings, summaries and API keys."""
+"""Admin pages for cities, readings, summaries, API keys and the effects ledger."""
 
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
 
 from .apikeys import revoke, set_new_secret
-from .models import ApiKey, City, DailySummary, WeatherData
+from .models import ApiKey, City, DailySummary, Effect, WeatherData
 
 
 @admin.register(City)
@@ -60,3 +60,25 @@ class ApiKeyAdmin(admin.ModelAdmin):
         for row in queryset:
             revoke(row)
         messages.success(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(Effect)
+class EffectAdmin(admin.ModelAdmin):
+    """The effects ledger, read only: which execution applied or discarded each unit of work (doctor names units)."""
+
+    list_display = ("kind", "unit", "applied", "task_name", "task_id", "attempt", "delivery", "host", "pid",
+                    "recorded_at")
+    list_filter = ("kind", "applied")
+    # Exact matches: doctor names a unit, a task id comes from a result; a substring scan of a week is slow.
+    search_fields = ("=unit", "=task_id")
+    date_hierarchy = "recorded_at"
+    show_full_result_count = False  # a count of the whole ledger on every page is a scan
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Effect | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Effect | None = None) -> bool:
+        return False

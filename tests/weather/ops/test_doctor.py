@@ -25,8 +25,11 @@ from routing import LANE_NAMES
 from tests.factories import make_cities
 from tools.harness import ROOT, purge_lanes, wait_for
 from tools.rabbit_alarm import memory_alarm
-from weather.models import BeatHeartbeat, LaneSample, TaskAttempt
+from weather import effects
+from weather.models import BeatHeartbeat, Effect, LaneSample, TaskAttempt
+from weather.ops.doctor import ledger
 from weather.ops.doctor.checkup import forget_findings
+from weather.ops.doctor.findings import Context
 from weather.ops.doctor.slowness import _recent_near_limit_runs
 from weather.ops.status import lanes_status
 from weather.sharedmetrics import histogram_quantiles
@@ -88,7 +91,7 @@ def test_doctor_passes_on_a_healthy_topology_and_names_a_stopped_pool(beat, live
             "queue arguments", "beat alive", "beat leader", "timezones", "dead letters"} <= set(checks)
     assert str(beat.pid) in checks["beat leader"]["saw"]
     assert {f["symptom"] for f in findings} == {"tasks not executed", "tasks stuck or slow",
-                                                 "periodic tasks not triggered"}
+                                                 "periodic tasks not triggered", "work applied twice"}
     # Its findings on the operator's page too (a run of its own, not one cached before the beat started).
     forget_findings()
     staff = User.objects.create_user("doctor-reader", is_staff=True)
@@ -165,6 +168,25 @@ def test_doctor_names_an_entry_whose_task_no_worker_registers():
                                 expire_seconds=30)
     findings, _ = _doctor()
     assert "weather.tasks.refresh_everything" in _failed(findings)["entry typo"]
+
+
+def test_doctor_fails_naming_a_unit_of_work_the_ledger_shows_applied_twice(admin_client):
+    unit = effects.batch_unit(7, 0)
+    Effect.objects.create(kind=Effect.Kind.BATCH, unit=unit, applied=True, task_id="first-copy")
+    Effect.objects.create(kind=Effect.Kind.BATCH, unit=unit, applied=False, task_id="redelivered-copy")
+    findings, error = _doctor()
+    assert "effects ledger" not in _failed(findings), "a copy that found the work done is how it should be"
+    Effect.objects.create(kind=Effect.Kind.BATCH, unit=unit, applied=True, task_id="second-copy")
+    findings, error = _doctor()
+    assert f"batch {unit} (2 times)" in _failed(findings)["effects ledger"]
+    assert "effects ledger" in error
+    # The unit it names, searched on the admin's read-only ledger page: the executions that applied it.
+    page = admin_client.get("/admin/weather/effect/", {"q": unit}).content.decode()
+    assert all(task_id in page for task_id in ("first-copy", "redelivered-copy", "second-copy")), page[-2000:]
+    assert admin_client.get("/admin/weather/effect/add/").status_code == 403, "the ledger is history: read only"
+    # Older than the day the check reads (the cleanup keeps a week for whoever looks): not on every scrape.
+    Effect.objects.filter(unit=unit).update(recorded_at=timezone.now() - ledger.WINDOW - timedelta(minutes=1))
+    assert [finding.status for finding in ledger.applied_once(Context())] == ["ok"]
 
 
 def test_histogram_quantiles_read_cumulative_buckets():

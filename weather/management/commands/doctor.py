@@ -13,9 +13,9 @@ MARKS = {OK: "ok  ", WARN: "WARN", FAIL: "FAIL"}
 
 
 class Command(BaseCommand):
-    """Tasks not executed, tasks stuck or slow, periodic tasks not triggered: each check says what to do."""
+    """Tasks not executed, stuck or slow, periodic tasks not triggered, work applied twice: each says what to do."""
 
-    help = "Check the broker, pools, lanes, beat and schedules; exit 1 naming whatever fails."
+    help = "Check the broker, pools, lanes, beat, schedules and effects ledger; exit 1 naming whatever fails."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--json", action="store_true", help="one JSON object per finding")

@@ -5,8 +5,8 @@ from __future__ import annotations
 import threading
 import time
 
-from . import execution, periodic, slowness
-from .findings import NOT_EXECUTED, NOT_TRIGGERED, STUCK_OR_SLOW, Check, Finding, run_checks
+from . import execution, ledger, periodic, slowness
+from .findings import NOT_EXECUTED, NOT_TRIGGERED, STUCK_OR_SLOW, WORK_TWICE, Check, Finding, run_checks
 
 CHECKS: tuple[tuple[str, Check], ...] = (
     (NOT_EXECUTED, execution.broker),
@@ -22,6 +22,7 @@ CHECKS: tuple[tuple[str, Check], ...] = (
     (NOT_TRIGGERED, periodic.entries),
     (NOT_TRIGGERED, periodic.code_and_database),
     (NOT_TRIGGERED, periodic.timezones),
+    (WORK_TWICE, ledger.applied_once),
 )
 
 # The ops page and every scrape would otherwise each ping the pools; one run serves them for this long.

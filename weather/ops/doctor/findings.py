@@ -15,7 +15,8 @@ SEVERITY = {OK: 0, WARN: 1, FAIL: 2}
 NOT_EXECUTED = "tasks not executed"
 STUCK_OR_SLOW = "tasks stuck or slow"
 NOT_TRIGGERED = "periodic tasks not triggered"
-SYMPTOMS = (NOT_EXECUTED, STUCK_OR_SLOW, NOT_TRIGGERED)
+WORK_TWICE = "work applied twice"
+SYMPTOMS = (NOT_EXECUTED, STUCK_OR_SLOW, NOT_TRIGGERED, WORK_TWICE)
 
 
 @dataclass(frozen=True)
