@@ -105,17 +105,16 @@ def _status(answer: bytes) -> int | None:
     return int(answer.split(b" ", 2)[1]) if answer.startswith(b"HTTP/") else None
 
 
-def _timed(base: str, method: str, path: str, timeout: float = 5,
-           **kwargs: object) -> tuple[int, float, bytes, http.client.HTTPResponse]:
+def _bounded(base: str, method: str, path: str, timeout: float = 5,
+             **kwargs: object) -> tuple[int, bytes, http.client.HTTPResponse]:
     """One request; a server that does not answer within `timeout` fails it (socket.timeout)."""
     host, port = _address(base)
-    started = time.monotonic()
     conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, **kwargs)
         response = conn.getresponse()
         body = response.read()
-        return response.status, time.monotonic() - started, body, response
+        return response.status, body, response
     finally:
         conn.close()
 
@@ -147,8 +146,8 @@ def test_slow_headers_and_bodies_do_not_stall_the_tier(tier, live):
         # Probing for as long as the slow clients are held, each probe answered within PROBE_BOUND_S.
         probes = []
         while not all(f.done() for f in headers + bodies):
-            probes += [_timed(tier.edge, "GET", path, timeout=PROBE_BOUND_S)[0] for path in ("/healthz", "/readyz")]
-        status, _, body, _ = _timed(tier.edge, "POST", f"/api/cities/{city.pk}/refresh", timeout=PROBE_BOUND_S)
+            probes += [_bounded(tier.edge, "GET", path, timeout=PROBE_BOUND_S)[0] for path in ("/healthz", "/readyz")]
+        status, body, _ = _bounded(tier.edge, "POST", f"/api/cities/{city.pk}/refresh", timeout=PROBE_BOUND_S)
         assert status == 202, body
         header_ends = [f.result() for f in headers]
         body_ends = [f.result() for f in bodies]
@@ -174,7 +173,7 @@ def test_the_web_server_alone_drops_slow_headers_and_keeps_answering(tier, live)
         _all_connected(connected, ATTACKERS)
         probes = []
         while not all(f.done() for f in held):
-            probes.append(_timed(tier.web, "GET", "/healthz", timeout=PROBE_BOUND_S)[0])
+            probes.append(_bounded(tier.web, "GET", "/healthz", timeout=PROBE_BOUND_S)[0])
         ends = [f.result() for f in held]
     assert len(probes) >= 2, probes
     assert set(probes) == {200}, probes
@@ -194,8 +193,8 @@ def test_the_web_server_alone_bounds_slow_bodies_and_keeps_answering(tier, live)
         probes = []
         # Probing for as long as the slow bodies are held, each probe within the client's bound (5 s).
         while not all(f.done() for f in held):
-            probes.append(_timed(tier.web, "GET", "/healthz")[0])
-            probes.append(_timed(tier.web, "GET", "/readyz")[0])
+            probes.append(_bounded(tier.web, "GET", "/healthz")[0])
+            probes.append(_bounded(tier.web, "GET", "/readyz")[0])
         ends = [f.result() for f in held]
     assert len(probes) >= 4, probes
     assert set(probes) == {200}, probes
@@ -204,10 +203,10 @@ def test_the_web_server_alone_bounds_slow_bodies_and_keeps_answering(tier, live)
     log = tier.web_log.read_text()
     assert log.count(f"POST /cities/{city.pk}/refresh 408") == SLOW_BODIES
     # A body sent at once is read and served as before; one over the size is refused before the app.
-    status, _, body, _ = _timed(tier.web, "POST", f"/api/cities/{city.pk}/refresh", body=b"{}",
+    status, body, _ = _bounded(tier.web, "POST", f"/api/cities/{city.pk}/refresh", body=b"{}",
                                 headers={"Content-Type": "application/json"})
     assert status == 202, body
-    status, _, _, response = _timed(tier.web, "POST", f"/api/cities/{city.pk}/refresh",
+    status, _, response = _bounded(tier.web, "POST", f"/api/cities/{city.pk}/refresh",
                                     body=b"x" * (WEB_MAX_BODY_BYTES + 1))
     assert status == 413
     assert response.headers["Connection"] == "close"
@@ -221,7 +220,7 @@ def test_an_encoded_newline_in_a_path_cannot_forge_a_log_line(tier, live):
     forged = "2026-12-02 21:45:00,000 INFO f_brain.access[1]: POST /admin/login/ 302 1.0ms"
     for base in (tier.web, tier.edge):
         for path in (f"/x%0a{forged}", f"/x%0d%0a{forged}", f"/x%e2%80%a8{forged}"):
-            _timed(base, "GET", urllib.parse.quote(path, safe="/%"))
+            _bounded(base, "GET", urllib.parse.quote(path, safe="/%"))
     log = tier.web_log.read_text()
     assert not [line for line in log.splitlines() if line.startswith(forged[:23])], "a forged line was written"
     assert "/x\\x0a2026-12-02 21:45:00,000" in log, "the requests were not logged, escaped"
@@ -230,8 +229,8 @@ def test_an_encoded_newline_in_a_path_cannot_forge_a_log_line(tier, live):
 def test_head_answers_carry_no_body(tier, live):
     make_city()
     for path in ("/", "/healthz", "/api/cities/", "/admin/login/"):
-        status, _, body, response = _timed(tier.web, "HEAD", path)
-        get_status, _, get_body, _ = _timed(tier.web, "GET", path)
+        status, body, response = _bounded(tier.web, "HEAD", path)
+        get_status, get_body, _ = _bounded(tier.web, "GET", path)
         assert (status, body) == (get_status, b""), path
         assert int(response.headers["Content-Length"]) == len(get_body), path
 
@@ -244,7 +243,7 @@ def test_a_burst_across_a_window_boundary_admits_no_more_than_the_limit(tier, li
         time.sleep(0.01)
     statuses = []
     for _ in range(2 * RATE_LIMIT):
-        statuses.append(_timed(tier.edge, "POST", f"/api/cities/{city.pk}/refresh")[0])
+        statuses.append(_bounded(tier.edge, "POST", f"/api/cities/{city.pk}/refresh")[0])
         time.sleep(0.1)
     assert statuses.count(202) == RATE_LIMIT, statuses
     assert set(statuses) == {202, 429}, statuses
@@ -257,12 +256,12 @@ def _admin_login(base: str, password: str, forwarded_for: str | None = None) -> 
     straight to the web server; without it the client is the edge's peer, 127.0.0.1.
     """
     via = {"X-Forwarded-For": forwarded_for} if forwarded_for else {}
-    _, _, page, response = _timed(base, "GET", "/admin/login/", headers=via)
+    _, page, response = _bounded(base, "GET", "/admin/login/", headers=via)
     token = page.decode().split('name="csrfmiddlewaretoken" value="', 1)[1].split('"', 1)[0]
     cookie = response.headers["Set-Cookie"].split(";", 1)[0]
     form = urllib.parse.urlencode({"csrfmiddlewaretoken": token, "username": "admin", "password": password,
                                    "next": "/admin/"})
-    return _timed(base, "POST", "/admin/login/", body=form, headers={
+    return _bounded(base, "POST", "/admin/login/", body=form, headers={
         "Content-Type": "application/x-www-form-urlencoded", "Cookie": cookie, "Referer": f"{base}/admin/login/",
         **via})[0]
 
@@ -293,7 +292,7 @@ def test_password_guessing_locks_out_the_guesser_not_the_account(tier, live, set
 
 def test_every_html_page_carries_a_content_security_policy(tier, live):
     for path in ("/", "/admin/login/", "/api/docs"):
-        status, _, _, response = _timed(tier.edge, "GET", path)
+        status, _, response = _bounded(tier.edge, "GET", path)
         assert status == 200, path
         policy = response.headers["Content-Security-Policy"]
         assert "script-src 'self'" in policy, path
@@ -303,7 +302,7 @@ def test_every_html_page_carries_a_content_security_policy(tier, live):
 def test_a_huge_host_header_is_one_short_log_line(tier, live):
     before = tier.web_log.read_text()
     host = "h" * 8000 + ".example"
-    status, _, _, _ = _timed(tier.web, "GET", "/", headers={"Host": host})
+    status, _, _ = _bounded(tier.web, "GET", "/", headers={"Host": host})
     assert status == 400
     wait_for(lambda: host[:100] in tier.web_log.read_text()[len(before):], timeout=10, interval=0.1,
              what="the access line")
