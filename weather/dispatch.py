@@ -153,7 +153,7 @@ def enqueue_city_fetch(city_id: int, priority: Priority = Priority.API) -> Enque
     def publish(task_id: str) -> None:
         if settings.ENQUEUE_THROUGH == "django":
             # The backend publishes as a request does (weather/publishing.py), at once: the claim's moment.
-            with enqueue_as(task_id):
+            with enqueue_as(task_id, at_once=True):
                 _fetch_at(priority).enqueue(city_id)
             return
         with publishing():
@@ -186,7 +186,7 @@ def enqueue_daily_summary(day: date) -> Enqueued:
     def publish(task_id: str) -> None:
         if settings.ENQUEUE_THROUGH == "django":
             # Django's Tasks API has no chains: one task runs the three steps.
-            with enqueue_as(task_id):
+            with enqueue_as(task_id, at_once=True):
                 jobs.summarize_day.enqueue(day.isoformat())
             return
         workflow = chain(extract_data.s(day.isoformat()), transform_data.s(), load_data.s().set(task_id=task_id))

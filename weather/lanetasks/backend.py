@@ -47,19 +47,20 @@ from .runner import LaneTask
 
 LANES_HINT = f"the lanes are {', '.join(LANE_NAMES)} (routing/lanes.py)"
 
-_given_id: ContextVar[str | None] = ContextVar("lane_task_id", default=None)
+# The id the next enqueue takes, and whether it publishes at once (inside the caller's transaction).
+_given_id: ContextVar[tuple[str, bool] | None] = ContextVar("lane_task_id", default=None)
 
 
 @contextmanager
-def enqueue_as(task_id: str) -> Iterator[None]:
-    """The next enqueue in this block takes `task_id` and publishes at once: weather/dispatch.py's claims.
+def enqueue_as(task_id: str, *, at_once: bool = False) -> Iterator[None]:
+    """The next enqueue in this block takes `task_id`: ids known up front, as weather/dispatch.py needs them.
 
     A request answers with the id, and claims the work under it, before the message is
-    published; Django's API makes the id at the enqueue. The claim decides when to publish
-    (inside its own transaction, or once its caller's commits), so the enqueue does not wait
-    for a commit again.
+    published; Django's API makes the id at the enqueue. Like any enqueue it publishes
+    when the caller's transaction commits; `at_once` publishes inside it instead, for a
+    claim that commits with its publish or not at all (weather/dispatch.py).
     """
-    token = _given_id.set(task_id)
+    token = _given_id.set((task_id, at_once))
     try:
         yield
     finally:
@@ -99,8 +100,8 @@ class LaneBackend(BaseTaskBackend):
         The task was validated when it was made (its definition, or `.using()`): Tasks are frozen.
         """
         args, kwargs = list(args), dict(kwargs)
-        given = _given_id.get()
-        task_id, now = given or uuid(), timezone.now()
+        given_id, at_once = _given_id.get() or (uuid(), False)
+        task_id, now = given_id, timezone.now()
         _given_id.set(None)  # the one enqueue it was given for
         options: dict[str, Any] = {
             "task_id": task_id, "queue": task.queue_name, "priority": message_priority(task.priority),
@@ -132,7 +133,7 @@ class LaneBackend(BaseTaskBackend):
             # Django's signal, when the message is on its lane: never for one a rollback kept back.
             task_enqueued.send(type(self), task_result=result)
 
-        if connection.in_atomic_block and given is None:
+        if connection.in_atomic_block and not at_once:
             transaction.on_commit(publish, robust=False)
         else:
             publish()
