@@ -46,7 +46,9 @@ class DelayedDeliveryOnLiveNode(bootsteps.StartStopStep):
     requires = ("celery.worker.consumer.tasks:Tasks",)
 
     def include_if(self, c: Any) -> bool:
-        return bool(deployed().quorum_lane_names)
+        # RabbitMQ only (the filesystem fallback of scripts/run has no exchange bindings), with a quorum lane.
+        driver = c.app.connection_for_write().transport.driver_type
+        return driver == "amqp" and bool(deployed().quorum_lane_names)
 
     def start(self, c: Any) -> None:
         try:
