@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
@@ -22,6 +21,7 @@ from routing.broker import BrokerUnavailableError, ensure_publishing_allowed
 from routing.priorities import django_priority
 
 from . import jobs
+from .claims import insert_unless_held
 from .lanetasks.api import Task
 from .lanetasks.backend import enqueue_as
 from .models import DailySummaryRun, PendingFetch
@@ -46,28 +46,6 @@ class Enqueued:
     deduplicated: bool
 
 
-def _insert_unless_held(model: type[Model], key: dict[str, Any], task_id: str, savepoint: bool = True) -> bool:
-    """Insert the claim row unless one holds the key already; True when this call inserted it.
-
-    One statement (INSERT ... ON CONFLICT DO NOTHING), one round trip when the key is
-    free, which is nearly always. What the key names missing (a city) raises IntegrityError,
-    but only at commit inside a caller's transaction (Django's foreign keys are deferred):
-    callers check that it exists first.
-    """
-    row = model(**key, task_id=task_id)
-    fields = [f for f in model._meta.concrete_fields if not f.primary_key]
-    values = [f.get_db_prep_save(f.pre_save(row, add=True), connection) for f in fields]
-    quote = connection.ops.quote_name
-    conflict = ", ".join(quote(model._meta.get_field(name).column) for name in key)
-    sql = (f"INSERT INTO {quote(model._meta.db_table)} ({', '.join(quote(f.column) for f in fields)}) "
-           f"VALUES ({', '.join(['%s'] * len(fields))}) ON CONFLICT ({conflict}) DO NOTHING RETURNING 1")
-    # Inside a caller's transaction a failed insert must not abort it: a savepoint then.
-    guard = transaction.atomic() if savepoint and connection.in_atomic_block else contextlib.nullcontext()
-    with guard, connection.cursor() as cursor:
-        cursor.execute(sql, values)
-        return cursor.fetchone() is not None
-
-
 def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bool],
            savepoint: bool = True) -> Enqueued:
     """Register new work under a unique key (a city, a day), or return the task id already holding it.
@@ -81,7 +59,7 @@ def _claim(model: type[Model], key: dict[str, Any], is_stale: Callable[[Any], bo
     held = None
     # A holder can end (its row deleted) between the insert and the read: then try again.
     for _ in range(3):
-        if _insert_unless_held(model, key, task_id, savepoint):
+        if insert_unless_held(model, key, task_id, savepoint):
             return Enqueued(task_id, deduplicated=False)
         held = model.objects.filter(**key).first()
         if held is not None:
@@ -108,7 +86,8 @@ def _claim_and_publish(model: type[Model], key: dict[str, Any], is_stale: Callab
     instead, a claim stayed when the delete met the database away, and the requests that
     joined it for two minutes followed a task that did not exist: found by the nemesis, a
     memory alarm and a PostgreSQL restart overlapping.) A request for the same work waits on
-    the uncommitted claim for as long as the publish takes (bounded: REQUEST_CONFIRM_TIMEOUT_S).
+    the uncommitted claim for as long as the publish takes (bounded: REQUEST_CONFIRM_TIMEOUT_S),
+    and so does a worker releasing it, should the task end first (weather/claims.py).
     """
     if not connection.in_atomic_block:
         with transaction.atomic():
@@ -133,7 +112,10 @@ def _claim_and_publish(model: type[Model], key: dict[str, Any], is_stale: Callab
 
 
 def _fetch_is_stale(pending: PendingFetch) -> bool:
-    return pending.created_at < timezone.now() - PENDING_FETCH_TTL
+    """The fetch has ended (a claim its worker could not release, the database away) or is presumed lost."""
+    if pending.created_at < timezone.now() - PENDING_FETCH_TTL:
+        return True
+    return AsyncResult(pending.task_id).state in READY_STATES
 
 
 @cache

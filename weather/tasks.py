@@ -17,7 +17,7 @@ from django.utils import timezone
 from routing.broker import BrokerUnavailableError, ensure_publishing_allowed, stop_retrying_if_unconfirmed
 from workers.pools import NEAR_LIMIT_SHARE
 
-from . import etl, retention
+from . import claims, etl, retention
 from .backoff import broker_countdown, retry_delay
 from .guard import CrashGuardedTask
 from .models import PendingFetch, RefreshBatch
@@ -34,7 +34,6 @@ from .refresh import (
 )
 from .schedules import SLOT_HEADER
 from .services import TransientProviderError
-from .storage import delete_rows
 
 # A database that restarts or fails over is a passing fault, like a provider 5xx.
 RETRYABLE = (TransientProviderError, OperationalError, InterfaceError)
@@ -89,10 +88,11 @@ class CityFetchTask(CrashGuardedTask):
 
 
 def _release_fetch_slot(task_id: str) -> None:
-    # Celery calls after_return for every ending but a retry, which keeps the slot.
-    # During a database outage the slot stays; it expires after PENDING_FETCH_TTL.
+    # Celery calls after_return for every ending but a retry, which keeps the slot. A database
+    # away for longer than the release's patience leaves the slot: the next request for the city
+    # finds its fetch ended and replaces it (weather/dispatch.py), else it expires after the TTL.
     with contextlib.suppress(OperationalError, InterfaceError):
-        delete_rows(PendingFetch, "task_id", task_id)
+        claims.release(PendingFetch, task_id)
 
 
 def run_with_retries(task: CrashGuardedTask, call: Callable[[], T]) -> T:

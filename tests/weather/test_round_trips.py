@@ -30,11 +30,13 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 def statements_of(write: Callable[[], object]) -> list[tuple[str, bool]]:
-    """Each statement `write` sent: its verb, and whether it ran outside a transaction (autocommit)."""
+    """Each round trip `write` sent: its verb (verbs, when it sends several statements at once), and whether it
+    ran outside a transaction (autocommit)."""
     sent: list[tuple[str, bool]] = []
 
     def watch(execute, sql, params, many, context):
-        sent.append((sql.split(None, 1)[0].upper(), connection.get_autocommit()))
+        verbs = "+".join(statement.split(None, 1)[0].upper() for statement in sql.split("; "))
+        sent.append((verbs, connection.get_autocommit()))
         return execute(sql, params, many, context)
 
     with connection.execute_wrapper(watch):
@@ -45,6 +47,8 @@ def statements_of(write: Callable[[], object]) -> list[tuple[str, bool]]:
 ONE_INSERT = [("INSERT", True)]
 # A call of one of migration 0013's functions: the lock, the reads and the write inside it.
 ONE_CALL = [("SELECT", True)]
+# A claim: the task id's claim lock (weather/claims.py) and the insert, sent together.
+ONE_CLAIM = [("SELECT+INSERT", True)]
 
 
 def test_counting_a_start_is_one_statement_whether_first_crash_or_retry():
@@ -53,23 +57,23 @@ def test_counting_a_start_is_one_statement_whether_first_crash_or_retry():
     assert statements_of(lambda: record_start("t-9", "task", "interactive", retries=1)) == ONE_INSERT
 
 
-def test_claiming_a_city_is_one_statement_and_a_second_claim_joins_the_first():
+def test_claiming_a_city_is_one_round_trip_and_a_second_claim_joins_the_first():
     city = make_city()
     key = {"city_id": city.pk}
     claims = []
-    assert statements_of(lambda: claims.append(_claim(PendingFetch, key, _fetch_is_stale))) == ONE_INSERT
+    assert statements_of(lambda: claims.append(_claim(PendingFetch, key, _fetch_is_stale))) == ONE_CLAIM
     joined = _claim(PendingFetch, key, _fetch_is_stale)
     assert (joined.task_id, joined.deduplicated) == (claims[0].task_id, True)
     assert PendingFetch.objects.get(city=city).task_id == claims[0].task_id
 
 
-def test_a_claim_commits_with_its_publish_in_one_statement_or_not_at_all():
+def test_a_claim_commits_with_its_publish_in_one_round_trip_or_not_at_all():
     city = make_city()
     key = {"city_id": city.pk}
     published: list[str] = []
     # In a transaction of its own (no savepoint inside it): the publish comes before the claim commits.
     assert statements_of(lambda: _claim_and_publish(PendingFetch, key, _fetch_is_stale, published.append)) == [
-        ("INSERT", False)]
+        ("SELECT+INSERT", False)]
     assert PendingFetch.objects.get(city=city).task_id == published[0]
     PendingFetch.objects.all().delete()
 
@@ -139,11 +143,11 @@ def test_counting_a_request_against_the_rate_limit_is_one_call():
 
 def test_ending_a_task_forgets_its_starts_only_where_they_were_counted():
     # Classic lanes count starts in the database; quorum lanes leave it to the broker: nothing to forget.
-    # A click's fetch also frees its pending-fetch slot.
+    # A click's fetch also frees its pending-fetch slot, once the claim has committed (its lock, then the delete).
     record_start("t-1", fetch_weather_for_city.name, "interactive")
     claim = _claim(PendingFetch, {"city_id": make_city().pk}, _fetch_is_stale)
-    assert statements_of(lambda: fetch_weather_for_city.after_return("SUCCESS", None, claim.task_id, (), {},
-                                                                     None)) == [("DELETE", True), ("DELETE", True)]
+    ending = statements_of(lambda: fetch_weather_for_city.after_return("SUCCESS", None, claim.task_id, (), {}, None))
+    assert ending == [("DELETE", True), ("SELECT+DELETE", True)]
     assert not PendingFetch.objects.exists()
     fetch_weather_for_city.after_return("SUCCESS", None, "t-1", (), {}, None)
     assert not TaskAttempt.objects.exists()
