@@ -7,9 +7,10 @@ import hashlib
 import time
 from typing import Any
 
-from django.db import InterfaceError, OperationalError, connection, transaction
+from django.db import connection, transaction
 from django.db.models import Model
 
+from .patience import retried_until
 from .storage import delete_rows
 
 # The first of PostgreSQL's two advisory-lock keys: this module's; the second is the task id's hash.
@@ -19,7 +20,6 @@ LOCK_SQL = "SELECT pg_advisory_xact_lock(%s, %s); "
 # or failover takes seconds); after that the claim waits for its TTL, or for the next request
 # to find its task ended.
 RELEASE_PATIENCE_S = 15.0
-RELEASE_RETRY_S = 0.5
 
 
 def _lock(task_id: str) -> tuple[str, list[int]]:
@@ -71,17 +71,11 @@ def _release_once(model: type[Model], task_id: str) -> int:
         return cursor.rowcount
 
 
-def release(model: type[Model], task_id: str, patience_s: float = RELEASE_PATIENCE_S) -> int:
+def release(model: type[Model], task_id: str, deadline: float | None = None) -> int:
     """Delete the claim held by `task_id` once the claim has committed; the rows deleted.
 
-    A database away (restarting) is waited for up to `patience_s`; then the error is raised.
+    A database away (restarting) is waited for until `deadline` (monotonic; by default
+    RELEASE_PATIENCE_S from now); then the error is raised.
     """
-    deadline = time.monotonic() + patience_s
-    while True:
-        try:
-            return _release_once(model, task_id)
-        except (OperationalError, InterfaceError):
-            if connection.in_atomic_block or time.monotonic() >= deadline:
-                raise
-            connection.close()  # the next try opens a new connection
-            time.sleep(RELEASE_RETRY_S)
+    deadline = time.monotonic() + RELEASE_PATIENCE_S if deadline is None else deadline
+    return retried_until(deadline, lambda: _release_once(model, task_id))

@@ -18,6 +18,7 @@ even when it starts before the old try has ended.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from celery import Task, states
@@ -31,6 +32,7 @@ from routing.routes import lane_of_message
 
 from .backoff import broker_countdown, retry_delay
 from .models import TaskAttempt
+from .patience import retried_until, within_soft_limit
 from .storage import delete_rows
 
 
@@ -70,6 +72,10 @@ def record_end(task_id: str) -> None:
     delete_rows(TaskAttempt, "task_id", task_id)
 
 
+# How long a task's ending keeps trying to release what its message held (its counted starts, a
+# city's claim) while the database is away, within half its pool's soft limit: a row left behind
+# would count a crash that never happened, or hold the city until its claim expires.
+RELEASE_PATIENCE_S = 15.0
 # How long a declined task whose ending could not be recorded waits before it runs once more.
 UNRECORDED_RETRY_S = 5.0
 # Tries a task gets when the database is away where its body does not retry by itself: from the
@@ -155,10 +161,18 @@ class CrashGuardedTask(Task):
         Its TaskAttempt row stays: `deadletters list` reads the crash count from it.
         """
 
+    def release_deadline(self) -> float:
+        """Until when (monotonic) the ending may wait for the database to release what the message held."""
+        return time.monotonic() + within_soft_limit(RELEASE_PATIENCE_S, self.app.conf.task_soft_time_limit)
+
     def after_return(self, status: str, retval: Any, task_id: str, args: tuple, kwargs: dict, einfo: Any) -> None:
-        """Forget the starts of a message that ran to an end (Celery skips this for a retry)."""
+        """Release what a message that ran to an end held (Celery skips this for a retry)."""
+        self.release_held(task_id, self.release_deadline())
+
+    def release_held(self, task_id: str, deadline: float) -> None:
+        """Forget the message's counted starts, waiting for the database until `deadline`."""
         if self.lane in deployed().quorum_lane_names:
             return  # nothing was counted: the broker counts deliveries there
-        # A row left behind is harmless; retention removes it.
+        # Past the deadline the row stays: retention removes it.
         with contextlib.suppress(Error):
-            record_end(task_id)
+            retried_until(deadline, lambda: record_end(task_id))

@@ -29,6 +29,7 @@ from django.db.models.functions import Now
 from django_celery_results.models import TaskResult
 
 from .adapters.celery_results import RowStoringBackend
+from .patience import within_soft_limit
 from .storage import upsert
 
 # What a later state of the task rewrites: all but its id, its creation and its start.
@@ -56,8 +57,7 @@ class ResilientDatabaseBackend(RowStoringBackend):
         # Within the pool's soft limit, which the wait counts against: past it the limit would cut the
         # wait short and dead-letter the task (a click's FAILURE in CI's nemesis run); the task's own
         # handling of an unrecorded ending (a retry later) is the better path there.
-        soft_limit = self.app.conf.task_soft_time_limit
-        patience = time.monotonic() + min(ENDING_PATIENCE_S, soft_limit / 2 if soft_limit else ENDING_PATIENCE_S)
+        patience = time.monotonic() + within_soft_limit(ENDING_PATIENCE_S, self.app.conf.task_soft_time_limit)
         delay = 0.2
         while True:
             try:

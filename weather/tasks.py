@@ -77,22 +77,21 @@ def _retry_or_decline(task, exc: Exception, delay: float | None = None):
 class CityFetchTask(CrashGuardedTask):
     """Releases the city's pending-fetch slot once the fetch has ended for good."""
 
-    def after_return(self, status: str, retval: object, task_id: str, args: tuple, kwargs: dict,
-                     einfo: object) -> None:
-        super().after_return(status, retval, task_id, args, kwargs, einfo)
-        _release_fetch_slot(task_id)
+    def release_held(self, task_id: str, deadline: float) -> None:
+        super().release_held(task_id, deadline)
+        _release_fetch_slot(task_id, deadline)
 
     def on_crash_limit(self, task_id: str, args: tuple, kwargs: dict) -> None:
         super().on_crash_limit(task_id, args, kwargs)
-        _release_fetch_slot(task_id)
+        _release_fetch_slot(task_id, self.release_deadline())
 
 
-def _release_fetch_slot(task_id: str) -> None:
+def _release_fetch_slot(task_id: str, deadline: float) -> None:
     # Celery calls after_return for every ending but a retry, which keeps the slot. A database
-    # away for longer than the release's patience leaves the slot: the next request for the city
-    # finds its fetch ended and replaces it (weather/dispatch.py), else it expires after the TTL.
+    # away past the deadline leaves the slot: the next request for the city finds its fetch
+    # ended and replaces it (weather/dispatch.py), else it expires after the TTL.
     with contextlib.suppress(OperationalError, InterfaceError):
-        claims.release(PendingFetch, task_id)
+        claims.release(PendingFetch, task_id, deadline)
 
 
 def run_with_retries(task: CrashGuardedTask, call: Callable[[], T]) -> T:

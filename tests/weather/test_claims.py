@@ -1,18 +1,22 @@
-"""A claim and its release never miss each other: a fetch that ends before its claim commits still frees the city."""
+"""What a message holds is released at its ending: a fetch that ends before its claim commits, or while the database
+restarts, still frees the city and forgets its counted starts."""
 
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 from django.db import OperationalError, connection, connections
 from django_celery_results.models import TaskResult
 
+from routing import INTERACTIVE, deployed
 from tests.factories import make_city
 from tools.harness import wait_for
-from weather import claims
+from weather import claims, guard, patience
 from weather.dispatch import _claim, _claim_and_publish, _fetch_is_stale
-from weather.models import PendingFetch
+from weather.models import PendingFetch, TaskAttempt
+from weather.tasks import fetch_weather_for_city
 
 pytestmark = [pytest.mark.integration, pytest.mark.django_db(transaction=True)]
 
@@ -67,7 +71,7 @@ def test_a_release_waits_out_a_database_away_within_its_patience(monkeypatch):
     claimed = _claim(PendingFetch, {"city_id": city.pk}, _fetch_is_stale)
     real_release_once = claims._release_once
     failures = iter([OperationalError("the database system is starting up")] * 2)
-    monkeypatch.setattr(claims, "RELEASE_RETRY_S", 0.01)
+    monkeypatch.setattr(patience, "RETRY_EVERY_S", 0.01)
 
     def away_twice(model, task_id):
         failure = next(failures, None)
@@ -81,4 +85,25 @@ def test_a_release_waits_out_a_database_away_within_its_patience(monkeypatch):
 
     failures = iter([OperationalError("the database system is shutting down")] * 1000)
     with pytest.raises(OperationalError):
-        claims.release(PendingFetch, "any", patience_s=0.05)
+        claims.release(PendingFetch, "any", deadline=time.monotonic() + 0.05)
+
+
+def test_an_ending_while_the_database_restarts_still_forgets_the_counted_starts(monkeypatch):
+    # A row left behind would count a crash that never happened (the nemesis's seed 3 found one).
+    city = make_city()
+    claimed = _claim(PendingFetch, {"city_id": city.pk}, _fetch_is_stale)
+    assert INTERACTIVE.name not in deployed().quorum_lane_names, "a classic lane counts starts in the database"
+    assert guard.record_start(claimed.task_id, fetch_weather_for_city.name, INTERACTIVE.name) == 1
+    monkeypatch.setattr(patience, "RETRY_EVERY_S", 0.01)
+    real_record_end = guard.record_end
+    failures = iter([OperationalError("the database system is shutting down")] * 3)
+
+    def away_three_times(task_id):
+        if (failure := next(failures, None)) is not None:
+            raise failure
+        real_record_end(task_id)
+
+    monkeypatch.setattr(guard, "record_end", away_three_times)
+    fetch_weather_for_city.after_return("SUCCESS", None, claimed.task_id, (city.pk,), {}, None)
+    assert not TaskAttempt.objects.exists()
+    assert not PendingFetch.objects.exists()
