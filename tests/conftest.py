@@ -101,8 +101,7 @@ def pools(django_db_setup, django_db_blocker, simulator_server, tmp_path_factory
     manager = WorkerPools(worker_env(database_name, simulator_server.url), tmp_path_factory.mktemp("workers"),
                           slots=POOL_SLOTS)
     try:
-        for pool in POOL_SLOTS:
-            manager.start(pool)
+        manager.start_all(POOL_SLOTS)
         yield manager
     finally:
         manager.stop_all()

@@ -159,8 +159,7 @@ def majority_lost(cluster: Any) -> Iterator[None]:
     try:
         yield
     finally:
-        cluster.start(first)
-        cluster.start(second)
+        cluster.start_together([first, second])
 
 
 def poison_one_batch(pools: WorkerPools, requests: Callable[[], int], pool: str = "bulk") -> int:

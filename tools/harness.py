@@ -13,7 +13,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -250,42 +250,81 @@ class WorkerPools:
 
         `overrides` become WORKER_<POOL>_<SETTING> variables; `extra_env` is passed as is.
         """
-        if pool in self.slots:
-            overrides.setdefault("concurrency", self.slots[pool])
-        env = {**self.env, **(extra_env or {}),
-               **{f"WORKER_{pool.upper()}_{k.upper()}": str(v) for k, v in overrides.items()}}
-        argv = [sys.executable, "-m", "workers", "run", pool, "--loglevel", "INFO"]
-        return self.start_command(pool, argv, env, queues=[pool])
+        self.start_all([pool], extra_env, **overrides)
+        return self.processes[pool]
+
+    def start_all(self, pools: Iterable[str], extra_env: dict[str, str] | None = None, **overrides: object) -> None:
+        """Start several pools at once, each as `start` would, and wait until every one consumes its queue.
+
+        Their imports and connections overlap: three pools come up in about the time of one.
+        """
+        pools = list(pools)
+        self._stop_together(pools)  # the ones running, replaced together
+        launched = []
+        for pool in pools:
+            settings = dict(overrides)
+            if pool in self.slots:
+                settings.setdefault("concurrency", self.slots[pool])
+            env = {**self.env, **(extra_env or {}),
+                   **{f"WORKER_{pool.upper()}_{k.upper()}": str(v) for k, v in settings.items()}}
+            argv = [sys.executable, "-m", "workers", "run", pool, "--loglevel", "INFO"]
+            launched.append(self._launch(pool, argv, env, queues=[pool]))
+        for name in launched:
+            self._wait_consuming(name)
 
     def start_command(self, name: str, argv: list[str], env: dict[str, str], queues: list[str]) -> subprocess.Popen:
         """Start any worker command under `name` and wait until it consumes `queues`."""
+        self._wait_consuming(self._launch(name, argv, env, queues))
+        return self.processes[name]
+
+    def _launch(self, name: str, argv: list[str], env: dict[str, str], queues: list[str]) -> str:
         self.stop(name)
         log = open(self.log_dir / f"{name}.log", "ab")  # noqa: SIM115 - closed with the process
         # Its own session, so kill() can take the whole pool (main process and children) at once.
-        process = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                   start_new_session=True)
-        self.processes[name] = process
+        self.processes[name] = subprocess.Popen(argv, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                                start_new_session=True)
         self.queues[name] = queues
+        return name
+
+    def _wait_consuming(self, name: str) -> None:
+        process, queues = self.processes[name], self.queues[name]
         wait_for(lambda: process.poll() is not None or all(self.consumers(q) > 0 for q in queues),
                  timeout=60, what=f"{name} to consume {queues}")
         if process.poll() is not None:
             raise AssertionError(f"{name} exited: see {self.log_dir / (name + '.log')}")
-        return process
 
     def stop(self, name: str, sig: int = signal.SIGTERM, timeout: float = 30) -> None:
         """Stop one worker and wait until the broker sees no consumer left on its queues."""
-        process = self.processes.pop(name, None)
-        queues = self.queues.pop(name, [])
-        if process is None or process.poll() is not None:
-            return
-        process.send_signal(sig)
-        try:
-            process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGKILL)  # the main process and its prefork children
-            process.wait(timeout=10)
-        wait_for(lambda: all(self.consumers(q) == 0 for q in queues), timeout=30, what=f"{name} to detach")
+        self._stop_together([name], sig, timeout)
+
+    def _stop_together(self, names: list[str], sig: int = signal.SIGTERM, timeout: float = 30) -> None:
+        """Signal every named worker first, then wait for each: their warm shutdowns overlap."""
+        stopping = []
+        for name in names:
+            process = self.processes.pop(name, None)
+            queues = self.queues.pop(name, [])
+            if process is not None and process.poll() is None:
+                process.send_signal(sig)
+                stopping.append((name, process, queues))
+        deadline = time.monotonic() + timeout
+        failures = []
+        for name, process, queues in stopping:
+            try:
+                process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)  # the main process and its prefork children
+                process.wait(timeout=10)
+            try:
+                wait_for(lambda q=queues: all(self.consumers(queue) == 0 for queue in q), timeout=30,
+                         what=f"{name} to detach")
+            except AssertionError as error:
+                failures.append(error)
+                # Whatever is left of it (prefork children) would consume the next test's messages.
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(process.pid, signal.SIGKILL)
+        if failures:
+            raise failures[0]
 
     def kill(self, name: str) -> None:
         """SIGKILL a whole worker, main process and children, as a crash or OOM kill would."""
@@ -309,19 +348,9 @@ class WorkerPools:
         return process is not None and process.poll() is None
 
     def stop_all(self) -> None:
-        """Stop every pool this object started; each one is gone afterwards even if another failed to detach."""
-        failures = []
-        for pool in list(self.processes):
-            process = self.processes[pool]
-            try:
-                self.stop(pool)
-            except AssertionError as error:
-                failures.append(error)
-                # Whatever is left of it (prefork children) would consume the next test's messages.
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-        if failures:
-            raise failures[0]
+        """Stop every pool this object started, together; each one is gone afterwards even if another failed to
+        detach."""
+        self._stop_together(list(self.processes))
 
     def child_pids(self, pool: str) -> list[int]:
         """PIDs of the prefork children of a running pool."""

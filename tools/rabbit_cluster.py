@@ -140,23 +140,32 @@ class ClusterOps:
         out = self.ctl(self.running()[0], "cluster_status", "--formatter", "json").stdout
         return set(json.loads(out)["running_nodes"])
 
+    def launch(self, node: Any) -> None:
+        """Start one node (again), without waiting for it."""
+        raise NotImplementedError
+
     def start(self, node: Any) -> None:
         """Start one node (again) and wait until it accepts AMQP connections."""
-        raise NotImplementedError
+        self.start_together([node])
+
+    def start_together(self, nodes: list) -> None:
+        """Start the nodes at once and wait until each accepts AMQP connections: their boots overlap."""
+        for node in nodes:
+            self.launch(node)
+        for node in nodes:
+            self.wait_until_up(node)
 
     def form(self) -> None:
         """Start every node, join the others to the first, and wait until all run in one cluster."""
-        for node in self.nodes:
-            self.start(node)
+        self.start_together(self.nodes)
         for node in self.nodes[1:]:
             self.join(node, self.nodes[0])
         self.wait_until_formed()
 
     def make_whole(self) -> None:
         """Start again every node a test killed or stopped, and wait until the cluster has them all."""
-        for node in self.nodes:
-            if node not in self.running():
-                self.start(node)
+        running = self.running()
+        self.start_together([node for node in self.nodes if node not in running])
         self.wait_until_formed()
 
     def wait_until_formed(self, timeout: float = START_TIMEOUT_S) -> None:
@@ -223,8 +232,8 @@ class RabbitCluster(ClusterOps):
 
     # --- lifecycle ---------------------------------------------------------------
 
-    def start(self, node: Node) -> None:
-        """Start one node in the foreground and wait until it accepts AMQP connections."""
+    def launch(self, node: Node) -> None:
+        """Start one node in the foreground, its own process group."""
         for sub in ("mnesia", "log"):
             (node.folder / sub).mkdir(parents=True, exist_ok=True)
         # The listener comes from RABBITMQ_NODE_IP_ADDRESS and RABBITMQ_NODE_PORT; the
@@ -236,7 +245,6 @@ class RabbitCluster(ClusterOps):
         log = (node.folder / "server.log").open("ab")
         node.process = subprocess.Popen([str(RABBITMQ_BIN / "rabbitmq-server")], env=self._env(node),
                                         stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-        self.wait_until_up(node)
 
     def exited(self, node: Node) -> str | None:
         """Why the node's process is gone (its log's end), or None while it runs."""

@@ -135,11 +135,14 @@ class ContainerBroker(ClusterOps):
                 "-e", f"RABBITMQ_CTL_ERL_ARGS={cookie_args}",
                 self.image)
 
-    def start(self, node: ContainerNode) -> None:
-        """Start one node (again, with its data) and wait until it accepts AMQP connections."""
+    def launch(self, node: ContainerNode) -> None:
+        """Start one node's container (again, with its data)."""
         _docker("start", node.container)
         node.running = True
-        self.wait_until_up(node, timeout=START_TIMEOUT_S)
+
+    def wait_until_up(self, node: ContainerNode, timeout: float = START_TIMEOUT_S) -> None:
+        """Until the node accepts AMQP connections (a container's node takes longer to boot)."""
+        super().wait_until_up(node, timeout=timeout)
 
     def exited(self, node: ContainerNode) -> str | None:
         """Why the node's container stopped (its log's end), or None while it runs."""

@@ -45,10 +45,7 @@ def faults(live, sim):
     yield live
     sim.reset()
     purge_lanes()
-    for pool in ("interactive", "bulk"):
-        live.start(pool)
-    if not live.alive("maintenance"):
-        live.start("maintenance")
+    live.start_all(["interactive", "bulk", *([] if live.alive("maintenance") else ["maintenance"])])
 
 
 def _start_refresh(cities: int, live, min_done: int = 3) -> RefreshRun:
