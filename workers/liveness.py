@@ -19,6 +19,9 @@ from celery import bootsteps
 from .pools import POOL_NAME_ENV
 
 TOUCH_EVERY_S = 10
+# Overrides TOUCH_EVERY_S (seconds): a probe that checks more often than STALE_AFTER_S allows has no use for it,
+# a test that watches the touches does.
+TOUCH_EVERY_ENV = "LIVENESS_TOUCH_EVERY_S"
 # Stale after this long without a touch: a broker outage pauses the loop's timers while
 # Celery reconnects, so this allows a couple of minutes of that before a restart.
 STALE_AFTER_S = 180
@@ -55,7 +58,8 @@ class TouchLivenessFile(bootsteps.StartStopStep):
 
     def start(self, parent: Any) -> None:
         touch(self.pool)
-        self.entry = parent.timer.call_repeatedly(TOUCH_EVERY_S, touch, (self.pool,))
+        every = float(os.environ.get(TOUCH_EVERY_ENV) or TOUCH_EVERY_S)
+        self.entry = parent.timer.call_repeatedly(every, touch, (self.pool,))
 
     def stop(self, parent: Any) -> None:
         if self.entry is not None:

@@ -11,7 +11,9 @@ import time
 import pytest
 
 from tools.harness import ROOT, wait_for
-from workers.liveness import STALE_AFTER_S, TOUCH_EVERY_S, alive, liveness_file
+from workers.liveness import STALE_AFTER_S, TOUCH_EVERY_ENV, alive, liveness_file
+
+WATCHED_TOUCH_EVERY_S = 2.0
 
 
 def _alive_command(pool: str, env: dict[str, str]) -> int:
@@ -30,10 +32,11 @@ def test_freshness_is_judged_by_the_file_time(tmp_path, monkeypatch):
 @pytest.mark.integration
 @pytest.mark.generations
 def test_a_running_pool_keeps_its_file_fresh_and_a_stopped_loop_lets_it_go_stale(live, tmp_path):
-    env = {**live.env, "LIVENESS_DIR": str(tmp_path)}
-    # Bulk runs alongside as the witness: a loop that runs touches its file every TOUCH_EVERY_S.
-    for pool in ("maintenance", "bulk"):
-        live.start(pool, extra_env={"LIVENESS_DIR": str(tmp_path)})
+    # Touched every 2 s rather than 10: the test watches two touches go by.
+    liveness_env = {"LIVENESS_DIR": str(tmp_path), TOUCH_EVERY_ENV: str(WATCHED_TOUCH_EVERY_S)}
+    env = {**live.env, **liveness_env}
+    # Bulk runs alongside as the witness: a loop that runs touches its file every WATCHED_TOUCH_EVERY_S.
+    live.start_all(["maintenance", "bulk"], extra_env=liveness_env)
     try:
         wait_for(lambda: _alive_command("maintenance", env) == 0, timeout=30, what="the probe to pass")
         path, witness = tmp_path / "f_brain-maintenance.alive", tmp_path / "f_brain-bulk.alive"
@@ -50,11 +53,10 @@ def test_a_running_pool_keeps_its_file_fresh_and_a_stopped_loop_lets_it_go_stale
                 return len(marks) >= 3
 
             # Two touches of the witness take at least one interval: the stopped loop had its turn meanwhile.
-            wait_for(witness_touched_twice, timeout=4 * TOUCH_EVERY_S + 30, interval=0.2,
+            wait_for(witness_touched_twice, timeout=4 * WATCHED_TOUCH_EVERY_S + 30, interval=0.2,
                      what="the running pool to touch its file twice")
             assert path.stat().st_mtime == touched, "a stopped loop must not keep the file fresh"
         finally:
             os.kill(live.processes["maintenance"].pid, signal.SIGCONT)
     finally:
-        for pool in ("maintenance", "bulk"):
-            live.start(pool)
+        live.start_all(["maintenance", "bulk"])
