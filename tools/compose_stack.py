@@ -30,7 +30,7 @@ from pathlib import Path
 
 from .harness import ROOT, wait_for
 from .standins import HERE as STANDINS_DIR
-from .standins import StandinBuildError, ensure_all, image_digest, prune_replaced
+from .standins import StandinBuildError, ensure_all, ensure_standin, image_digest, prune_replaced
 from .web_tier import free_port
 
 APP_IMAGE = "f-brain:latest"
@@ -83,7 +83,7 @@ class AppImage:
 
 def build_app_image() -> AppImage:
     """`docker build` of the project's Dockerfile, on the stand-in of python:3.11-slim."""
-    base = ensure_all(["3"])["python"]
+    base = ensure_standin("python")
     started = time.monotonic()
     done = _docker("build", "--quiet", "--tag", APP_IMAGE, "--label", TEST_BUILD_LABEL,
                    "--build-arg", f"PYTHON_IMAGE={base}", str(ROOT), timeout=COMPOSE_TIMEOUT_S * 2)

@@ -1,11 +1,12 @@
-"""`docker compose up`, for real: the image and the compose file on a real Docker engine, on RabbitMQ 4 and 3.
+"""`docker compose up`, for real: the image and the compose file on a real Docker engine, on RabbitMQ 4.
 
 The stack is driven as a user drives it (`.env` from `.env.example`, `docker compose`
 commands, HTTP through the edge's published port), with test stand-ins for the official
 images (tools/standins/) and the Open-Meteo simulator as the provider. Every scenario
-runs on RabbitMQ 4, what docker-compose.yml runs; on 3.x (still supported with a 3.x
-image and RABBITMQ_GENERATION=3) the stack comes up and serves a click, which keeps
-CI within its time. The tests share one stack per broker generation and run in order;
+runs on RabbitMQ 4, what docker-compose.yml runs. A 3.x stack (a 3.x image and
+RABBITMQ_GENERATION=3) is left out of CI for its time (about a minute and a half): the
+rest of the suite runs on the machine's 3.10, and COMPOSE_GENERATIONS=4,3 brings it back
+for the first scenario. The tests share one stack per broker generation and run in order;
 each sets up the state it needs. Everything a stack started is removed when its tests end.
 """
 
@@ -14,6 +15,7 @@ from __future__ import annotations
 import base64
 import itertools
 import json
+import os
 import re
 import time
 import urllib.error
@@ -45,7 +47,10 @@ STACK_ENV = {"DEMO_CITIES": str(CITIES), "WEATHER_BATCH_SIZE": str(BATCH_SIZE),
 
 
 ON_RABBITMQ_4 = pytest.mark.parametrize("stack", ["4"], ids=["rabbitmq4"], indirect=True)
-ON_BOTH = pytest.mark.parametrize("stack", ["4", "3"], ids=["rabbitmq4", "rabbitmq3"], indirect=True)
+# The generations the first scenario (up to a click) runs on: 4 in CI; COMPOSE_GENERATIONS=4,3 adds 3.x.
+GENERATIONS = os.environ.get("COMPOSE_GENERATIONS", "4").split(",")
+ON_EACH_GENERATION = pytest.mark.parametrize("stack", GENERATIONS, ids=[f"rabbitmq{g}" for g in GENERATIONS],
+                                             indirect=True)
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +68,7 @@ def _task_state(stack: ComposeStack, status_url: str) -> str:
     return body["state"]
 
 
-@ON_BOTH
+@ON_EACH_GENERATION
 def test_up_starts_every_service_healthy_with_data_and_a_click_through_the_edge_succeeds(stack):
     states = stack.states()
     (migrate,) = states["migrate"]
