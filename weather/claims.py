@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import time
 from typing import Any
 
 from django.db import connection, transaction
@@ -16,10 +15,6 @@ from .storage import delete_rows
 # The first of PostgreSQL's two advisory-lock keys: this module's; the second is the task id's hash.
 CLAIM_LOCK_SPACE = 2605
 LOCK_SQL = "SELECT pg_advisory_xact_lock(%s, %s); "
-# How long a worker keeps trying to release a claim while the database is away (a restart
-# or failover takes seconds); after that the claim waits for its TTL, or for the next request
-# to find its task ended.
-RELEASE_PATIENCE_S = 15.0
 
 
 def _lock(task_id: str) -> tuple[str, list[int]]:
@@ -71,11 +66,11 @@ def _release_once(model: type[Model], task_id: str) -> int:
         return cursor.rowcount
 
 
-def release(model: type[Model], task_id: str, deadline: float | None = None) -> int:
+def release(model: type[Model], task_id: str, deadline: float) -> int:
     """Delete the claim held by `task_id` once the claim has committed; the rows deleted.
 
-    A database away (restarting) is waited for until `deadline` (monotonic; by default
-    RELEASE_PATIENCE_S from now); then the error is raised.
+    A database away (restarting) is waited for until `deadline` (monotonic); then the
+    error is raised, and the claim waits for its TTL or for the next request to find its
+    task ended.
     """
-    deadline = time.monotonic() + RELEASE_PATIENCE_S if deadline is None else deadline
     return retried_until(deadline, lambda: _release_once(model, task_id))

@@ -38,7 +38,7 @@ def test_a_fetch_that_ends_before_its_claim_commits_still_releases_it():
     def worker_ends_at_once(task_id: str) -> None:
         def release() -> None:
             try:
-                released.append(claims.release(PendingFetch, task_id))
+                released.append(claims.release(PendingFetch, task_id, time.monotonic() + 15))
             finally:
                 connections.close_all()
 
@@ -80,7 +80,7 @@ def test_a_release_waits_out_a_database_away_within_its_patience(monkeypatch):
         return real_release_once(model, task_id)
 
     monkeypatch.setattr(claims, "_release_once", away_twice)
-    assert claims.release(PendingFetch, claimed.task_id) == 1
+    assert claims.release(PendingFetch, claimed.task_id, time.monotonic() + 15) == 1
     assert not PendingFetch.objects.exists()
 
     failures = iter([OperationalError("the database system is shutting down")] * 1000)
